@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create/update .venv with the dev extras, check lint and formatting, run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+ensure_venv dev
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,143 @@
+"""Attention against a worked example, against torch.nn.MultiheadAttention, and on masked rows."""
+
+import math
+
+import pytest
+import torch
+
+from transformer_cli.model import (
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+
+# The classic worked example: three 4-dimensional inputs, 3-dimensional queries/keys/values.
+INPUTS = torch.tensor([[1, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]], dtype=torch.float64)
+W_K = torch.tensor([[0, 0, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]], dtype=torch.float64)
+W_Q = torch.tensor([[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=torch.float64)
+W_V = torch.tensor([[0, 2, 0], [0, 3, 0], [1, 0, 3], [1, 1, 0]], dtype=torch.float64)
+
+
+def test_worked_example_unscaled_scores_and_softmax():
+    q, k = INPUTS @ W_Q, INPUTS @ W_K
+    scores = q @ k.T
+    assert scores.tolist() == [[2, 4, 4], [4, 16, 12], [4, 12, 10]]
+    torch.testing.assert_close(
+        scores[0].softmax(-1),
+        torch.tensor([0.063379, 0.468311, 0.468311], dtype=torch.float64),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+def test_worked_example_scales_by_sqrt_d_head_before_softmax():
+    output, weights = scaled_dot_product_attention(INPUTS @ W_Q, INPUTS @ W_K, INPUTS @ W_V)
+    torch.testing.assert_close(
+        weights[0],
+        torch.tensor([0.13612579, 0.43193707, 0.43193707], dtype=torch.float64),
+        atol=1e-7,
+        rtol=0,
+    )
+    expected = torch.tensor(
+        [
+            [1.8638741, 6.3193707, 1.7041886],
+            [1.9991105, 7.8141265, 0.27347228],
+            [1.9925548, 7.479635, 0.73587704],
+        ],
+        dtype=torch.float64,
+    )
+    # The published outputs are rounded in their 7th significant digit (the exact value at (1, 1)
+    # is 7.81412350, printed as 7.8141265), hence 5e-6 rather than 1e-6.
+    torch.testing.assert_close(output, expected, atol=5e-6, rtol=0)
+
+
+def test_masks_follow_the_true_means_attend_convention():
+    tokens = torch.tensor([[5, 6, 0], [7, 0, 0]])
+    assert padding_mask(tokens, pad_id=0).shape == (2, 1, 1, 3)
+    assert padding_mask(tokens, pad_id=0)[:, 0, 0].tolist() == [
+        [True, True, False],
+        [True, False, False],
+    ]
+    brute_force = [[key <= query for key in range(4)] for query in range(4)]
+    assert causal_mask(4).tolist() == brute_force
+
+
+def _copy_into_torch_mha(ours: MultiHeadAttention, d_model: int, n_heads: int):
+    reference = torch.nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(
+            torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight])
+        )
+        reference.in_proj_bias.copy_(
+            torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias])
+        )
+        reference.out_proj.weight.copy_(ours.out_proj.weight)
+        reference.out_proj.bias.copy_(ours.out_proj.bias)
+    return reference.eval()
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["padding", "padding+causal"])
+def test_multi_head_attention_equals_torch_multihead_attention(causal):
+    torch.manual_seed(0)
+    d_model, n_heads, batch, length = 32, 4, 3, 7
+    ours = MultiHeadAttention(d_model, n_heads).eval()
+    for param in ours.parameters():  # non-zero biases too, so that every weight is compared
+        torch.nn.init.normal_(param, std=0.3)
+    reference = _copy_into_torch_mha(ours, d_model, n_heads)
+    x = torch.randn(batch, length, d_model)
+    lengths = torch.tensor([7, 4, 2])
+    keep_keys = torch.arange(length)[None, :] < lengths[:, None]  # (batch, length)
+
+    mask = keep_keys[:, None, None, :]
+    if causal:
+        mask = mask & causal_mask(length)
+    out, weights = ours(x, x, x, mask)
+    ref_out, ref_weights = reference(
+        x,
+        x,
+        x,
+        key_padding_mask=~keep_keys,  # torch: True means ignore
+        attn_mask=~causal_mask(length) if causal else None,
+        average_attn_weights=False,
+    )
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-5, rtol=0)
+
+
+def test_cross_attention_with_different_lengths_equals_torch():
+    torch.manual_seed(1)
+    d_model, n_heads = 24, 3
+    ours = MultiHeadAttention(d_model, n_heads).eval()
+    reference = _copy_into_torch_mha(ours, d_model, n_heads)
+    query, memory = torch.randn(2, 5, d_model), torch.randn(2, 9, d_model)
+    keep_keys = torch.tensor([[True] * 9, [True] * 6 + [False] * 3])
+    out, _ = ours(query, memory, memory, keep_keys[:, None, None, :])
+    ref_out, _ = reference(query, memory, memory, key_padding_mask=~keep_keys)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=0)
+
+
+def test_fully_masked_row_gives_zeros_not_nan():
+    q = torch.randn(2, 3, 4, requires_grad=True)
+    k = torch.randn(2, 5, 4, requires_grad=True)
+    v = torch.randn(2, 5, 4, requires_grad=True)
+    mask = torch.ones(2, 3, 5, dtype=torch.bool)
+    mask[0, 1] = False  # query 1 of sentence 0 may attend to nothing
+    mask[1] = False  # nor may any query of sentence 1
+    output, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert torch.isfinite(output).all() and torch.isfinite(weights).all()
+    assert output[0, 1].abs().max() == 0 and output[1].abs().max() == 0
+    assert weights[0, 1].sum() == 0
+    torch.testing.assert_close(weights[0, 0].sum(), torch.tensor(1.0))
+    output.sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_masked_keys_get_exactly_zero_weight():
+    q, k, v = torch.randn(1, 2, 8), torch.randn(1, 6, 8), torch.randn(1, 6, 8)
+    mask = torch.tensor([True, True, True, False, False, False])
+    _, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert weights[..., 3:].abs().max() == 0
+    # and the unmasked keys share the whole weight as a softmax over them alone would
+    expected = (q @ k[:, :3].transpose(-2, -1) / math.sqrt(8)).softmax(-1)
+    torch.testing.assert_close(weights[..., :3], expected)

@@ -1,0 +1,129 @@
+"""Config loading: the shipped configs validate; every mistake is one line naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transformer_cli.config import load_config, validate_config
+from transformer_cli.errors import ConfigError
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+@pytest.fixture
+def toy_dict() -> dict:
+    return yaml.safe_load((CONFIGS / "toy.yaml").read_text())
+
+
+def _write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("name", ["toy.yaml", "base.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(CONFIGS / name)
+    assert config.model.d_model % config.model.n_heads == 0
+
+
+def test_base_config_is_the_paper_base_model():
+    model = load_config(CONFIGS / "base.yaml").model
+    assert (model.d_model, model.n_heads, model.d_ff, model.dropout) == (512, 8, 2048, 0.1)
+    assert (model.n_encoder_layers, model.n_decoder_layers) == (6, 6)
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path, toy_dict):
+    toy_dict["model"]["n_layers"] = 3
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, toy_dict))
+    message = str(err.value)
+    assert "model.n_layers: unknown key" in message
+    assert "did you mean model.n_encoder_layers" in message or "n_decoder_layers" in message
+    assert "\n" not in message
+
+
+def test_wrong_type_names_key_and_value(tmp_path, toy_dict):
+    toy_dict["train"]["batch_tokens"] = "lots"
+    with pytest.raises(ConfigError, match=r"train\.batch_tokens: .*'lots'"):
+        load_config(_write(tmp_path, toy_dict))
+
+
+def test_d_model_not_divisible_by_heads_is_rejected(tmp_path, toy_dict):
+    toy_dict["model"]["n_heads"] = 5
+    with pytest.raises(
+        ConfigError, match=r"model\.d_model: 128 is not divisible by model\.n_heads \(5\)"
+    ):
+        load_config(_write(tmp_path, toy_dict))
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("model", "dropout", 1.5),
+        ("train", "lr", 0),
+        ("train", "warmup_steps", -1),
+        ("tokenizer", "vocab_size", 2),
+        ("train", "label_smoothing", 1.0),
+    ],
+)
+def test_impossible_values_name_the_key(tmp_path, toy_dict, section, key, value):
+    toy_dict[section][key] = value
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: "):
+        load_config(_write(tmp_path, toy_dict))
+
+
+def test_missing_required_key_is_named(tmp_path, toy_dict):
+    del toy_dict["data"]["test"]["tgt"]
+    with pytest.raises(ConfigError, match=r"data\.test\.tgt: missing required key"):
+        load_config(_write(tmp_path, toy_dict))
+
+
+def test_both_stopping_limits_null_is_an_error(toy_dict):
+    toy_dict["train"]["max_steps"] = None
+    toy_dict["train"]["max_minutes"] = None
+    with pytest.raises(ConfigError, match=r"train\.max_steps: .*set at least one"):
+        validate_config(toy_dict)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("data:\n  src_lang: en\n  tgt_lang: [de\nmodel: {}\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:\d+: invalid YAML"):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_set_overrides_parse_yaml_scalars():
+    config = load_config(
+        CONFIGS / "toy.yaml",
+        ["train.max_steps=null", "model.dropout=0.25", "train.max_minutes=2", "data.src_lang=fr"],
+    )
+    assert config.train.max_steps is None
+    assert config.model.dropout == 0.25
+    assert config.train.max_minutes == 2
+    assert config.data.src_lang == "fr"
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("model.dmodel=64", r"--set model\.dmodel: unknown key; did you mean model\.d_model"),
+        ("train.lr=fast", r"--set train\.lr: "),
+        ("model.d_model.x=1", r"--set model\.d_model\.x: model\.d_model is not a section"),
+        ("train.lr", r"expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_reported_as_overrides(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(CONFIGS / "toy.yaml", [override])
+
+
+def test_resolved_config_round_trips_through_yaml():
+    config = load_config(CONFIGS / "toy.yaml", ["train.seed=7"])
+    assert validate_config(yaml.safe_load(config.to_yaml())) == config

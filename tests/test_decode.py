@@ -1,0 +1,65 @@
+"""Greedy search: per-sentence stopping, length limits, batching, and BLEU scoring."""
+
+import pytest
+import sacrebleu
+import torch
+
+from transformer_cli.data.batching import source_tensor
+from transformer_cli.data.tokenizer import EOS_ID
+from transformer_cli.decode import greedy_decode, max_output_lengths
+from transformer_cli.errors import DataError
+from transformer_cli.evaluate import score
+from transformer_cli.model import TransformerConfig
+
+VOCAB = 12
+
+
+class ScriptedModel:
+    """Stands in for the Transformer: sentence i says scripts[i], one token per step."""
+
+    def __init__(self, scripts: list[list[int]]) -> None:
+        self.scripts = scripts
+        self.config = TransformerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB)
+        self.calls = 0
+
+    def encode(self, src):
+        return torch.zeros(src.size(0), src.size(1), 4), None
+
+    def decode(self, tokens, memory, src_mask):
+        self.calls += 1
+        step = tokens.size(1) - 1  # tokens generated so far
+        logits = torch.zeros(tokens.size(0), tokens.size(1), VOCAB)
+        for row, script in enumerate(self.scripts):
+            logits[row, -1, script[min(step, len(script) - 1)]] = 10.0
+        return logits
+
+
+def test_each_sentence_stops_at_its_own_eos():
+    model = ScriptedModel([[5, EOS_ID], [6, 7, 8, EOS_ID], [EOS_ID]])
+    src = source_tensor([[4] * 10] * 3)
+    assert greedy_decode(model, src, max_len_a=1.0, max_len_b=5) == [[5], [6, 7, 8], []]
+    assert model.calls == 4  # stops once the slowest sentence has emitted EOS
+
+
+def test_output_length_is_capped_at_a_times_source_length_plus_b():
+    model = ScriptedModel([[5], [6]])  # never says EOS
+    src = source_tensor([[4] * 4, [4] * 10])
+    assert max_output_lengths(src, 0, 0.5, 3).tolist() == [5, 8]
+    outputs = greedy_decode(model, src, max_len_a=0.5, max_len_b=3)
+    assert [len(out) for out in outputs] == [5, 8]
+
+
+def test_our_scores_equal_sacrebleu():
+    hyps = ["Der Hund sieht die Katze.", "Ich weiß, dass er schläft.", "Das Haus ist alt."]
+    refs = ["Der Hund sieht die Katze.", "Ich weiß, dass sie schläft.", "Das alte Haus."]
+    scores = score(hyps, refs)
+    assert scores.bleu == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-4)
+    assert scores.chrf == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score, abs=1e-4)
+    assert scores.bleu_signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp")
+    assert scores.bleu_details.startswith("BLEU = ")
+    assert scores.n_sentences == 3
+
+
+def test_scoring_unaligned_files_is_an_error():
+    with pytest.raises(DataError, match="2 hypotheses but 3 references"):
+        score(["a", "b"], ["a", "b", "c"])

@@ -1,0 +1,177 @@
+"""The `tcli` command line: parses arguments and calls the library functions that do the work."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from transformer_cli.errors import TcliError
+
+app = typer.Typer(
+    name="tcli",
+    help="Train, run and score a from-scratch Transformer translation model.\n\n"
+    "Add --debug anywhere to see a Python traceback instead of a one-line error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+]
+
+
+@app.command(
+    epilog="\b\nExamples:\n  tcli train configs/toy.yaml\n"
+    "  tcli train configs/toy.yaml --out runs/quick --set train.max_steps=500 --device cpu"
+)
+def train(
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="YAML config file, e.g. configs/toy.yaml.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory [default: runs/CONFIG_NAME].")
+    ] = None,
+    device: DeviceOption = "auto",
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a config key (repeatable)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace RUN_DIR if it already holds a run.")
+    ] = False,
+) -> None:
+    """Train a model: SentencePiece, then the Transformer, with periodic validation."""
+    from transformer_cli.config import load_config
+    from transformer_cli.train import train as run_training
+
+    resolved = load_config(config, overrides or [])
+    result = run_training(resolved, out or Path("runs") / config.stem, device, overwrite)
+    print(
+        f"best valid BLEU {result.best_bleu:.2f} (step {result.best_step}); run: {result.run_dir}"
+    )
+
+
+@app.command(
+    epilog="\b\nExamples:\n  echo 'The dog sees the cat.' | tcli translate runs/toy\n"
+    "  tcli translate runs/toy --input test.en --output test.hyp.de --batch-size 128"
+)
+def translate(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
+    ],
+    input: Annotated[str, typer.Option("--input", help="File to translate, or - for stdin.")] = "-",
+    output: Annotated[str, typer.Option("--output", help="Output file, or - for stdout.")] = "-",
+    device: DeviceOption = "auto",
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Sentences per batch [default: config]."),
+    ] = None,
+) -> None:
+    """Translate one sentence a line, keeping line count and order."""
+    from transformer_cli.data.corpus import read_lines
+    from transformer_cli.files import atomic_write_text
+    from transformer_cli.run import load_run
+
+    run = load_run(run_dir, device)
+    batch_size = batch_size or run.decode.batch_size
+    if input == "-":
+        # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
+        chunk = 1 if sys.stdin.isatty() else 16 * batch_size
+        lines = (line.removesuffix("\n") for line in sys.stdin)
+        translations = run.translate_stream(lines, chunk)
+    else:
+        translations = run.translate(read_lines(input, "--input"), batch_size, progress=True)
+    if output == "-":
+        for line in translations:
+            print(line, flush=True)
+    else:
+        atomic_write_text(output, "".join(f"{line}\n" for line in translations))
+
+
+@app.command(
+    name="eval",
+    epilog="\b\nExamples:\n  tcli eval runs/toy\n"
+    "  tcli eval runs/toy --src valid.en --ref valid.de --json\n"
+    "  tcli eval --hyp test.hyp.de --ref data/toy-en-de/test.de",
+)
+def evaluate(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[RUN_DIR]", help="Run directory; omit to score --hyp against --ref."
+        ),
+    ] = None,
+    src: Annotated[
+        Path | None, typer.Option("--src", help="Source file [default: config's test set].")
+    ] = None,
+    ref: Annotated[Path | None, typer.Option("--ref", help="Reference translations.")] = None,
+    hyp: Annotated[
+        Path | None, typer.Option("--hyp", help="Existing translations to score.")
+    ] = None,
+    device: DeviceOption = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
+    from transformer_cli.data.corpus import read_parallel
+    from transformer_cli.evaluate import score
+    from transformer_cli.run import load_run
+
+    if hyp is not None:
+        if run_dir is not None or src is not None or ref is None:
+            raise TcliError(
+                "--hyp scores existing output: use it with --ref only, e.g. "
+                "tcli eval --hyp out.de --ref ref.de"
+            )
+        hypotheses, references = read_parallel(hyp, ref)
+    else:
+        if run_dir is None:
+            raise TcliError("give a RUN_DIR to translate and score, or --hyp FILE --ref FILE")
+        if (src is None) != (ref is None):
+            raise TcliError("--src and --ref go together (omit both to use the config's test set)")
+        run = load_run(run_dir, device)
+        if src is None:
+            test = run.config.data.test
+            sources, references = read_parallel(test.src, test.tgt, "data.test")
+        else:
+            sources, references = read_parallel(src, ref)
+        hypotheses = run.translate(sources, progress=True)
+    scores = score(hypotheses, references)
+    if as_json:
+        print(json.dumps(scores.as_dict()))
+    else:
+        print(scores.bleu_details)
+        print(scores.chrf_details)
+        print(f"BLEU signature: {scores.bleu_signature}")
+        print(f"chrF signature: {scores.chrf_signature}")
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `tcli` script: one-line errors with exit code 2, unless --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"]
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("transformer_cli").addHandler(handler)
+    logging.getLogger("transformer_cli").setLevel(logging.INFO)
+    try:
+        app(args, prog_name="tcli")  # usage errors are typer's: its message, exit code 2
+    except TcliError as err:
+        if debug:
+            raise
+        print(f"tcli: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

@@ -1,0 +1,208 @@
+"""The run configuration: one typed schema, loaded from YAML, with dotted `--set` overrides.
+
+Unknown keys, wrong types and impossible values are rejected with a one-line `ConfigError` that
+names the key. The resolved config is saved as `config.yaml` in every run directory, and that
+saved file is what `tcli translate` and `tcli eval` read back.
+
+Data paths are used as written: relative paths are relative to the directory you run `tcli` from.
+"""
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from transformer_cli.errors import ConfigError
+
+
+class _Section(BaseModel):
+    # Strict: a misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ParallelFiles(_Section):
+    src: str = Field(
+        description="source-language file, one sentence a line (.gz read transparently)"
+    )
+    tgt: str = Field(description="target-language file, line-aligned with `src`")
+
+
+class DataConfig(_Section):
+    src_lang: str = Field(description="source language code, e.g. en")
+    tgt_lang: str = Field(description="target language code, e.g. de")
+    train: ParallelFiles
+    valid: ParallelFiles
+    test: ParallelFiles
+    max_len: int = Field(
+        128,
+        gt=0,
+        description="drop (and count) training pairs with a side longer than this many tokens",
+    )
+
+
+class TokenizerConfig(_Section):
+    vocab_size: int = Field(gt=4, description="SentencePiece vocabulary size (joint source+target)")
+    model_type: Literal["unigram", "bpe"] = Field("unigram", description="SentencePiece algorithm")
+    character_coverage: float = Field(
+        1.0, gt=0, le=1, description="share of characters the vocabulary must cover"
+    )
+
+
+class ModelConfig(_Section):
+    d_model: int = Field(gt=0, description="width of embeddings and every sublayer output")
+    n_heads: int = Field(gt=0, description="attention heads; must divide d_model")
+    n_encoder_layers: int = Field(gt=0, description="encoder layers")
+    n_decoder_layers: int = Field(gt=0, description="decoder layers")
+    d_ff: int = Field(gt=0, description="inner width of the position-wise feed-forward network")
+    dropout: float = Field(
+        ge=0, lt=1, description="dropout on embeddings, attention weights and sublayer outputs"
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model: {self.d_model} is not divisible by model.n_heads ({self.n_heads})"
+            )
+        if self.d_model % 2:
+            raise ValueError(f"d_model: {self.d_model} must be even (sinusoidal positions)")
+        return self
+
+
+class TrainConfig(_Section):
+    max_steps: int | None = Field(
+        gt=0, description="stop after this many optimizer steps (null: no limit)"
+    )
+    max_minutes: float | None = Field(
+        gt=0, description="stop after this many minutes of training (null: no limit)"
+    )
+    batch_tokens: int = Field(
+        gt=0, description="tokens per batch (the longer side, padding included)"
+    )
+    lr: float = Field(gt=0, description="peak learning rate, reached at the end of warmup")
+    warmup_steps: int = Field(
+        ge=0, description="linear warmup steps before the inverse-square-root decay"
+    )
+    label_smoothing: float = Field(
+        ge=0, lt=1, description="label smoothing of the cross-entropy loss"
+    )
+    seed: int = Field(description="seed for parameter initialisation, dropout and batch order")
+    eval_every: int = Field(
+        gt=0, description="validate (loss, perplexity, greedy BLEU) every this many steps"
+    )
+    log_every: int = Field(50, gt=0, description="write a metrics.jsonl line every this many steps")
+    clip_grad_norm: float | None = Field(
+        1.0, gt=0, description="clip the gradient norm to this (null: no clipping)"
+    )
+    adam_betas: tuple[float, float] = Field((0.9, 0.98), description="Adam's beta1, beta2")
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> "TrainConfig":
+        if self.max_steps is None and self.max_minutes is None:
+            raise ValueError("max_steps: max_steps and max_minutes are both null; set at least one")
+        return self
+
+
+class DecodeConfig(_Section):
+    max_len_a: float = Field(
+        ge=0, description="output length limit: max_len_a * source_tokens + max_len_b"
+    )
+    max_len_b: int = Field(ge=1, description="see max_len_a")
+    batch_size: int = Field(64, gt=0, description="sentences decoded together")
+
+
+class Config(_Section):
+    data: DataConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    train: TrainConfig
+    decode: DecodeConfig
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply `KEY=VALUE` overrides (values parsed as YAML), validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping of sections (data, model, ...)")
+    overridden = [apply_override(raw, item) for item in overrides]
+    return validate_config(raw, source=str(path), overridden=overridden)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> str:
+    """Set `a.b.c=value` in the nested dict `raw`; returns the dotted key."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.max_steps=100")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    *parents, leaf = key.split(".")
+    node = raw
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parents[: depth + 1])} is not a section")
+        node = child
+    node[leaf] = value
+    return key
+
+
+def validate_config(
+    raw: dict[str, Any], source: str = "config", overridden: list[str] = ()
+) -> Config:
+    """Validate a nested dict against the schema, raising a one-line ConfigError."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        errors = err.errors()
+        first = errors[0]
+        key, message = _describe(first)
+        origin = f"--set {key}" if key in overridden else f"{source}: {key}"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"{origin}: {message}{more}") from None
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    loc = [str(part) for part in error["loc"]]
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        section = _section_at(loc[:-1])
+        allowed = list(section.model_fields) if section else []
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])}?" if close else ""
+        return ".".join(loc), f"unknown key{hint} (allowed: {', '.join(allowed)})"
+    if kind == "missing":
+        return ".".join(loc), "missing required key"
+    if kind == "value_error":
+        # Our cross-field checks start their message with the offending key, "d_model: ...".
+        field, _, text = message.removeprefix("Value error, ").partition(": ")
+        return ".".join([*loc, field]), text
+    return ".".join(loc), f"{message} (got {error['input']!r})"
+
+
+def _section_at(loc: list[str]) -> type[BaseModel] | None:
+    section: type[BaseModel] = Config
+    for part in loc:
+        annotation = section.model_fields.get(part)
+        target = annotation.annotation if annotation else None
+        if not (isinstance(target, type) and issubclass(target, BaseModel)):
+            return None
+        section = target
+    return section

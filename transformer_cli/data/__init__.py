@@ -1,0 +1,1 @@
+"""Data: reading parallel text, SentencePiece tokenization, batching. Knows nothing of the model."""

@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Every mistake a user can make (a bad config key, a missing file, an unavailable device) raises a
+subclass of `TcliError`. The CLI prints its message as one line and exits with code 2; any other
+exception is a bug in tcli and keeps its traceback.
+"""
+
+
+class TcliError(Exception):
+    """A problem with the user's input, reported as one line (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(TcliError):
+    """The YAML config or a --set override is invalid; the message names the key."""
+
+
+class DataError(TcliError):
+    """A data file is missing, unreadable or malformed; the message names the file."""
+
+
+class DeviceError(TcliError):
+    """The requested --device does not exist on this machine."""
+
+
+class RunError(TcliError):
+    """A run directory is missing, incomplete, or would be overwritten without --overwrite."""

@@ -1,0 +1,18 @@
+"""The Transformer, written out: attention -> layers -> encoder-decoder. Imports only torch."""
+
+from transformer_cli.model.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+from transformer_cli.model.transformer import Transformer, TransformerConfig
+
+__all__ = [
+    "MultiHeadAttention",
+    "Transformer",
+    "TransformerConfig",
+    "causal_mask",
+    "padding_mask",
+    "scaled_dot_product_attention",
+]
