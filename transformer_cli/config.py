@@ -9,7 +9,7 @@ Data paths are used as written: relative paths are relative to the directory you
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -122,6 +122,39 @@ class Config(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def config_reference() -> str:
+    """The config reference as a markdown table, generated from the schema (shown in the README)."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+
+    def walk(section: type[BaseModel], prefix: str) -> None:
+        for name, field in section.model_fields.items():
+            key, annotation = f"{prefix}{name}", field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{key}.")
+                continue
+            default = "required" if field.is_required() else f"`{_yaml_scalar(field.default)}`"
+            rows.append(f"| `{key}` | {_type_name(annotation)} | {default} | {field.description} |")
+
+    walk(Config, "")
+    return "\n".join(rows) + "\n"
+
+
+def _type_name(annotation: Any) -> str:
+    """int, float or null, unigram or bpe, [float, float]: types as a YAML writer sees them."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " or ".join(map(str, args))
+    if origin is tuple:
+        return "[" + ", ".join(_type_name(arg) for arg in args) + "]"
+    if args:  # a union such as int | None
+        return " or ".join(_type_name(arg) for arg in args)
+    return "null" if annotation is type(None) else annotation.__name__
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:

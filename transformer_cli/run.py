@@ -71,7 +71,8 @@ class Translator:
         self.model.eval()
         try:
             starts = range(0, len(order), batch_size)
-            for start in tqdm(starts, desc="translate", unit="batch", disable=not progress):
+            bar = tqdm(starts, desc="translate", unit="batch", disable=None if progress else True)
+            for start in bar:  # a progress bar only when asked for and on a terminal
                 chunk = order[start : start + batch_size]
                 src = source_tensor([ids[i] for i in chunk]).to(self.device)
                 outputs = greedy_decode(
