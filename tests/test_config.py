@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transformer_cli.config import load_config, validate_config
+from transformer_cli.config import config_reference, load_config, validate_config
 from transformer_cli.errors import ConfigError
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -127,3 +127,8 @@ def test_bad_overrides_are_reported_as_overrides(override, pattern):
 def test_resolved_config_round_trips_through_yaml():
     config = load_config(CONFIGS / "toy.yaml", ["train.seed=7"])
     assert validate_config(yaml.safe_load(config.to_yaml())) == config
+
+
+def test_readme_config_reference_matches_the_schema():
+    readme = (CONFIGS.parent / "README.md").read_text(encoding="utf-8")
+    assert config_reference() in readme, "regenerate: python -m transformer_cli.config"

@@ -239,3 +239,7 @@ def _section_at(loc: list[str]) -> type[BaseModel] | None:
             return None
         section = target
     return section
+
+
+if __name__ == "__main__":  # python -m transformer_cli.config prints the README's reference table
+    print(config_reference(), end="")
