@@ -1,6 +1,8 @@
 """End to end through the real `tcli` entry point: train, translate, evaluate, fail well."""
 
 import json
+import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +98,27 @@ def test_translate_from_stdin_keeps_line_count_and_order(run_dir):
     lines = result.stdout.split("\n")
     assert lines[-1] == "" and len(lines) - 1 == 4  # four lines in, four out
     assert lines[1] == ""  # a blank line stays blank
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_translate_answers_each_typed_line_before_the_next(run_dir):
+    terminal, stdin = os.openpty()  # stdin is a terminal: the interactive mode
+    process = subprocess.Popen(
+        [sys.executable, "-m", "transformer_cli", "translate", str(run_dir), "--device", "cpu"],
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(stdin)
+    try:
+        for sentence in (b"The dog sleeps.\n", b"The woman sees the man.\n"):
+            os.write(terminal, sentence)
+            ready, _, _ = select.select([process.stdout], [], [], 30)
+            assert ready, "no translation while the input is still open"
+            assert process.stdout.readline().strip()
+        os.write(terminal, b"\x04")  # Ctrl-D: end of input
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        os.close(terminal)
 
 
 def test_translate_files_matches_the_python_api(run_dir, corpus, tmp_path):
