@@ -1149,6 +1149,22 @@ class Clause:
     )
 
 
+def _negate_object(obj):
+    """Negate with kein on the object where German does; True if "nicht" must end the clause."""
+    if obj.kein_able():
+        obj.neg = True
+        return False
+    return True
+
+
+def _place_object(c, obj, case, de):
+    """Pronoun objects move to the start of the middle field (c.pobj); noun phrases stay put."""
+    if obj.kind == "p":
+        c.pobj = obj.de(case)
+    else:
+        de.append(obj.de(case))
+
+
 def make_clause(
     subj,
     verb,
@@ -1209,15 +1225,8 @@ def make_clause(
     elif f == "trans":
         if not what:
             en.append(obj.en("acc"))
-            if neg:
-                if obj.kein_able():
-                    obj.neg = True
-                else:
-                    nicht_end = True
-            if obj.kind == "p":
-                c.pobj = obj.de("acc")
-            else:
-                de.append(obj.de("acc"))
+            nicht_end = neg and _negate_object(obj)
+            _place_object(c, obj, "acc", de)
         if pp is not None:
             if nicht_end:
                 raise ValueError("nicht-negation with an adjunct PP")
@@ -1225,15 +1234,8 @@ def make_clause(
             de.append(pp.de())
     elif f == "dat":
         en.append(obj.en("acc"))
-        if neg:
-            if obj.kein_able():
-                obj.neg = True
-            else:
-                nicht_end = True
-        if obj.kind == "p":
-            c.pobj = obj.de("dat")
-        else:
-            de.append(obj.de("dat"))
+        nicht_end = neg and _negate_object(obj)
+        _place_object(c, obj, "dat", de)
     elif f == "ditr":
         if to_form:
             en.append(obj.en("acc") + " to " + dat.en("acc"))
