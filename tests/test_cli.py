@@ -18,16 +18,18 @@ CORPUS = REPO / "data" / "toy-en-de"
 SPLIT_SIZES = {"train": 600, "valid": 20, "test": 30}
 
 
-def tcli(*args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess:
-    """Run `python -m transformer_cli ARGS` as a user would, capturing its output."""
+def tcli(
+    *args: object, stdin: str | bytes = b"", check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run `python -m transformer_cli ARGS` as a user would; stdout and stderr decoded as UTF-8."""
     result = subprocess.run(
         [sys.executable, "-m", "transformer_cli", *map(str, args)],
-        input=stdin,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
-        text=True,
         cwd=REPO,
         timeout=300,
     )
+    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -100,6 +102,17 @@ def test_translate_from_stdin_keeps_line_count_and_order(run_dir):
     assert lines[1] == ""  # a blank line stays blank
 
 
+def test_translate_splits_stdin_only_at_newlines_like_files(run_dir):
+    # CRLF endings are one line each; a stray carriage return inside a line is not a line end.
+    result = tcli("translate", run_dir, "--device", "cpu", stdin=b"The dog.\r\nThe cat\rsleeps.\n")
+    assert result.stdout.count("\n") == 2
+
+
+def test_invalid_utf8_on_stdin_names_the_line(run_dir):
+    result = tcli("translate", run_dir, stdin=b"The dog.\nThe \xff cat.\n", check=False)
+    _assert_one_line_error(result, "stdin:2: not valid UTF-8")
+
+
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_translate_answers_each_typed_line_before_the_next(run_dir):
     terminal, stdin = os.openpty()  # stdin is a terminal: the interactive mode
@@ -135,6 +148,7 @@ def test_translate_files_matches_the_python_api(run_dir, corpus, tmp_path):
 def test_eval_json_scores_the_configured_test_set(run_dir):
     result = tcli("eval", run_dir, "--json", "--device", "cpu")
     scores = json.loads(result.stdout)
+    assert f"best checkpoint (step {_best_valid(run_dir)['step']})" in result.stderr
     assert scores["n_sentences"] == SPLIT_SIZES["test"]
     assert 0 <= scores["bleu"] <= 100 and 0 <= scores["chrf"] <= 100
     assert scores["bleu_signature"].startswith("nrefs:1|")
@@ -151,9 +165,14 @@ def test_eval_plain_output_and_existing_hypotheses(run_dir, corpus, tmp_path):
     assert perfect["bleu"] == 100.0 and perfect["n_sentences"] == SPLIT_SIZES["valid"]
 
 
-def test_valid_bleu_in_the_log_matches_eval_of_the_best_checkpoint(run_dir, corpus):
+def _best_valid(run_dir: Path) -> dict:
+    """The first validation record with the highest BLEU: the one `best` was saved at."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    best = max((r for r in records if r["kind"] == "valid"), key=lambda r: r["bleu"])
+    return max((r for r in records if r["kind"] == "valid"), key=lambda r: r["bleu"])
+
+
+def test_valid_bleu_in_the_log_matches_eval_of_the_best_checkpoint(run_dir, corpus):
+    best = _best_valid(run_dir)
     assert best["bleu"] > 0  # else the comparison below would prove nothing
     args = ("eval", run_dir, "--src", corpus / "valid.en", "--ref", corpus / "valid.de", "--json")
     assert json.loads(tcli(*args).stdout)["bleu"] == pytest.approx(best["bleu"], abs=0.01)

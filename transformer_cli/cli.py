@@ -75,7 +75,7 @@ def translate(
     ] = None,
 ) -> None:
     """Translate one sentence a line, keeping line count and order."""
-    from transformer_cli.data.corpus import read_lines
+    from transformer_cli.data.corpus import decode_lines, read_lines
     from transformer_cli.files import atomic_write_text
     from transformer_cli.run import load_run
 
@@ -84,13 +84,14 @@ def translate(
     if input == "-":
         # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
         chunk = 1 if sys.stdin.isatty() else 16 * batch_size
-        lines = (line.removesuffix("\n") for line in sys.stdin)
-        translations = run.translate_stream(lines, chunk)
+        lines = decode_lines(sys.stdin.buffer, "stdin")  # the same line rules as for files
+        translations = run.translate_stream(lines, chunk, batch_size)
     else:
         translations = run.translate(read_lines(input, "--input"), batch_size, progress=True)
     if output == "-":
-        for line in translations:
-            print(line, flush=True)
+        for line in translations:  # UTF-8 whatever the locale, as the output files are
+            sys.stdout.buffer.write(f"{line}\n".encode())
+            sys.stdout.buffer.flush()
     else:
         atomic_write_text(output, "".join(f"{line}\n" for line in translations))
 
@@ -137,10 +138,12 @@ def evaluate(
             raise TcliError("--src and --ref go together (omit both to use the config's test set)")
         run = load_run(run_dir, device)
         if src is None:
-            test = run.config.data.test
-            sources, references = read_parallel(test.src, test.tgt, "data.test")
+            src, ref = run.config.data.test.src, run.config.data.test.tgt
+            sources, references = read_parallel(src, ref, "data.test")
         else:
             sources, references = read_parallel(src, ref)
+        step = run.checkpoint_metadata.get("step", "?")
+        print(f"{run_dir}: {run.checkpoint} checkpoint (step {step}) on {src}", file=sys.stderr)
         hypotheses = run.translate(sources, progress=True)
     scores = score(hypotheses, references)
     if as_json:

@@ -84,11 +84,13 @@ class Translator:
             self.model.train(was_training)
         return translations
 
-    def translate_stream(self, lines: Iterable[str], chunk_size: int) -> Iterator[str]:
+    def translate_stream(
+        self, lines: Iterable[str], chunk_size: int, batch_size: int | None = None
+    ) -> Iterator[str]:
         """Translate a stream lazily, `chunk_size` lines at a time (1 for interactive use)."""
         iterator = iter(lines)
         while chunk := list(itertools.islice(iterator, chunk_size)):
-            yield from self.translate(chunk)
+            yield from self.translate(chunk, batch_size)
 
 
 @dataclass
@@ -97,6 +99,8 @@ class Run(Translator):
 
     run_dir: Path
     config: Config
+    checkpoint: str  # which one: best, last
+    checkpoint_metadata: dict[str, str]  # step and valid_bleu when it was saved
 
 
 def load_run(run_dir: str | Path, device: str = "auto", checkpoint: str = "best") -> Run:
@@ -109,6 +113,6 @@ def load_run(run_dir: str | Path, device: str = "auto", checkpoint: str = "best"
     tokenizer = Tokenizer(run_dir / TOKENIZER_FILE)
     torch_device = resolve_device(device)
     model = build_model(config, tokenizer.vocab_size).to(torch_device)
-    load_weights(model, checkpoint_path(run_dir, checkpoint))
+    metadata = load_weights(model, checkpoint_path(run_dir, checkpoint))
     model.eval()
-    return Run(model, tokenizer, config.decode, torch_device, run_dir, config)
+    return Run(model, tokenizer, config.decode, torch_device, run_dir, config, checkpoint, metadata)

@@ -2,39 +2,45 @@
 
 import gzip
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from transformer_cli.errors import DataError
 
 
-def read_lines(path: str | Path, key: str = "") -> list[str]:
-    """The lines of a UTF-8 text file (gunzipped if it ends in .gz), without line endings.
+def decode_lines(binary: Iterable[bytes], name: str) -> Iterator[str]:
+    """UTF-8 lines from a binary stream, without their endings; `name` labels errors.
 
     Only "\\n" ends a line (a stray "\\r" or Unicode line separator inside a sentence does not), so
-    the line count is the one `wc -l` reports. `key` names the config key in error messages.
+    the line count is the one `wc -l` reports. A byte-order mark is not part of the first line.
+    """
+    for number, raw in enumerate(binary, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{name}:{number}: not valid UTF-8 text") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        yield line.removesuffix("\n").removesuffix("\r")
+
+
+def read_lines(path: str | Path, key: str = "") -> list[str]:
+    """The lines of a UTF-8 text file (gunzipped if it ends in .gz), as `decode_lines` reads them.
+
+    `key` names the config key or flag in error messages.
     """
     path = Path(path)
     label = f"{key}: " if key else ""
     opener = gzip.open if path.suffix == ".gz" else open
-    lines = []
     try:
         with opener(path, "rb") as file:
-            for number, raw in enumerate(file, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise DataError(f"{label}{path}:{number}: not valid UTF-8 text") from None
-                lines.append(line.removesuffix("\n").removesuffix("\r"))
+            return list(decode_lines(file, f"{label}{path}"))
     except FileNotFoundError:
         raise DataError(f"{label}file not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"{label}{path} is a directory, not a text file") from None
     except (OSError, EOFError) as err:  # unreadable, or a truncated / non-gzip .gz file
         raise DataError(f"{label}{path}: cannot read: {err}") from None
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]  # a UTF-8 byte-order mark is not part of the first sentence
-    return lines
 
 
 def read_parallel(src: str | Path, tgt: str | Path, key: str = "") -> tuple[list[str], list[str]]:
