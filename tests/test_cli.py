@@ -1,5 +1,6 @@
 """End to end through the real `tcli` entry point: train, translate, evaluate, fail well."""
 
+import importlib.util
 import json
 import os
 import select
@@ -10,59 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import SPLIT_SIZES, tcli, tiny_config_dict
 
 from transformer_cli import load_run
-
-REPO = Path(__file__).parent.parent
-CORPUS = REPO / "data" / "toy-en-de"
-SPLIT_SIZES = {"train": 600, "valid": 20, "test": 30}
-
-
-def tcli(
-    *args: object, stdin: str | bytes = b"", check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run `python -m transformer_cli ARGS` as a user would; stdout and stderr decoded as UTF-8."""
-    result = subprocess.run(
-        [sys.executable, "-m", "transformer_cli", *map(str, args)],
-        input=stdin.encode() if isinstance(stdin, str) else stdin,
-        capture_output=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory) -> Path:
-    """The head of each bundled split: enough to train a few steps in seconds."""
-    directory = tmp_path_factory.mktemp("corpus")
-    for split, size in SPLIT_SIZES.items():
-        for lang in ("en", "de"):
-            lines = (CORPUS / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
-            (directory / f"{split}.{lang}").write_text("\n".join(lines[:size]) + "\n", "utf-8")
-    return directory
 
 
 @pytest.fixture(scope="session")
 def config_file(corpus, tmp_path_factory) -> Path:
-    raw = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())
-    for split in SPLIT_SIZES:
-        raw["data"][split] = {
-            "src": str(corpus / f"{split}.en"),
-            "tgt": str(corpus / f"{split}.de"),
-        }
-    raw["tokenizer"]["vocab_size"] = 300
-    raw["model"].update(d_model=64, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=128)
-    # Long enough to learn some German (a non-zero BLEU), short enough to take seconds.
-    raw["train"].update(
-        max_steps=150, max_minutes=None, batch_tokens=1000, eval_every=75, log_every=50,
-        lr=0.005, warmup_steps=30,
-    )  # fmt: skip
     path = tmp_path_factory.mktemp("config") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(tiny_config_dict(corpus)))
     return path
 
 
@@ -70,15 +27,24 @@ def config_file(corpus, tmp_path_factory) -> Path:
 def run_dir(config_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     result = tcli("train", config_file, "--out", out, "--device", "cpu", "--set", "train.seed=3")
-    assert "best valid BLEU" in result.stdout
+    assert "best valid BLEU" in result.stdout and "(max_steps)" in result.stdout
     return out
 
 
 def test_train_writes_a_complete_run_directory(run_dir):
-    for name in ("config.yaml", "tokenizer.model", "metrics.jsonl"):
+    for name in ("config.yaml", "tokenizer.model", "metrics.jsonl", "train.log"):
         assert (run_dir / name).is_file()
-    for name in ("best", "last"):
-        assert (run_dir / "checkpoints" / f"{name}.safetensors").is_file()
+    checkpoints = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == [
+        "best.safetensors",
+        "latest.json",
+        "step-00000075.safetensors",
+        "step-00000075.state.pt",
+        "step-00000150.safetensors",
+        "step-00000150.state.pt",
+    ]
+    assert json.loads((run_dir / "checkpoints" / "latest.json").read_text()) == {"step": 150}
+    assert "valid loss" in (run_dir / "train.log").read_text()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["train"]["seed"] == 3  # the resolved config, --set included
 
@@ -176,6 +142,28 @@ def test_valid_bleu_in_the_log_matches_eval_of_the_best_checkpoint(run_dir, corp
     assert best["bleu"] > 0  # else the comparison below would prove nothing
     args = ("eval", run_dir, "--src", corpus / "valid.en", "--ref", corpus / "valid.de", "--json")
     assert json.loads(tcli(*args).stdout)["bleu"] == pytest.approx(best["bleu"], abs=0.01)
+
+
+def test_average_of_the_last_checkpoints_is_usable_by_eval_and_translate(run_dir, corpus):
+    result = tcli("average", run_dir, "--last", "2")
+    averaged = run_dir / "checkpoints" / "average-last-2.safetensors"
+    assert result.stdout.strip() == f"wrote {averaged}"
+    scores = tcli("eval", run_dir, "--checkpoint", "average-last-2", "--json", "--device", "cpu")
+    assert json.loads(scores.stdout)["n_sentences"] == SPLIT_SIZES["test"]
+    assert "average-last-2 checkpoint (step-00000075.safetensors,step-00000150" in scores.stderr
+    last = tcli("translate", run_dir, "--checkpoint", "last", stdin="The dog sleeps.\n")
+    assert last.stdout.count("\n") == 1
+    too_many = tcli("average", run_dir, "--last", "3", check=False)
+    _assert_one_line_error(too_many, "--last 3", "has 2 step checkpoint(s)")
+
+
+def test_tensorboard_logs_or_warns_that_the_package_is_missing(config_file, tmp_path):
+    args = ("train", config_file, "--out", tmp_path / "r", "--set", "train.tensorboard=true")
+    result = tcli(*args, "--set", "train.max_steps=2", "--set", "train.eval_every=2")
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "tensorboard package is not installed; skipping it" in result.stderr
+    else:
+        assert list((tmp_path / "r" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -1,5 +1,20 @@
-"""Model weights on disk: safetensors files (no code is ever executed when loading), atomically."""
+"""Checkpoints on disk: weights as safetensors, the training state for resuming, all atomic.
 
+    checkpoints/
+        step-00000800.safetensors   model weights after optimizer step 800
+        step-00000800.state.pt      optimizer, RNG states, data position, counters (for --resume)
+        best.safetensors            the weights with the best validation score
+        latest.json                 {"step": 800}, written last: it names only whole checkpoints
+        average-last-5.safetensors  written by `tcli average`
+
+Loading never executes code from a file: weights are safetensors, and the training state is
+read with `torch.load(..., weights_only=True)`, which accepts only tensors and plain containers.
+Every file is written to a temporary name and renamed into place, so a crash leaves either the
+old file or the new one, never a torn one.
+"""
+
+import json
+import re
 from pathlib import Path
 
 import safetensors.torch
@@ -7,7 +22,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from transformer_cli.errors import RunError
-from transformer_cli.files import atomic_write
+from transformer_cli.files import atomic_write, atomic_write_text
+
+LATEST_FILE = "latest.json"
+_STEP_FILE = re.compile(r"step-(\d+)\.safetensors")
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:08d}"
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, object]) -> None:
@@ -30,3 +52,100 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
         message = str(err).strip().splitlines()[0]
         raise RunError(f"cannot load checkpoint {path}: {message}") from None
     return metadata
+
+
+def save_checkpoint(
+    directory: Path, step: int, model: torch.nn.Module, state: dict, metadata: dict[str, object]
+) -> None:
+    """Weights and training state of `step`, then the pointer that makes them the latest."""
+    save_weights(model, directory / f"{step_name(step)}.safetensors", {"step": step, **metadata})
+    atomic_write(directory / f"{step_name(step)}.state.pt", lambda tmp: torch.save(state, tmp))
+    atomic_write_text(directory / LATEST_FILE, json.dumps({"step": step}) + "\n")
+
+
+def latest_step(directory: Path) -> int | None:
+    """The step of the newest complete checkpoint, or None if there is none yet."""
+    try:
+        return int(json.loads((directory / LATEST_FILE).read_text())["step"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{directory / LATEST_FILE} is damaged: {err}") from None
+
+
+def load_training_state(directory: Path, step: int) -> dict:
+    """The optimizer, RNG and data state saved with step `step` (tensors and plain data only)."""
+    path = directory / f"{step_name(step)}.state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"training state not found: {path}") from None
+    except (RuntimeError, EOFError, OSError) as err:  # a torn or foreign file
+        raise RunError(f"cannot load training state {path}: {err}") from None
+
+
+def step_checkpoints(directory: Path) -> list[int]:
+    """Steps that have a weights file, oldest first."""
+    found = (_STEP_FILE.fullmatch(path.name) for path in directory.glob("step-*.safetensors"))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def prune_checkpoints(directory: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` step checkpoints (best and latest always stay)."""
+    latest = latest_step(directory)
+    for step in step_checkpoints(directory)[:-keep_last]:
+        if step != latest:
+            for suffix in (".safetensors", ".state.pt"):
+                (directory / f"{step_name(step)}{suffix}").unlink(missing_ok=True)
+
+
+def resolve_checkpoint(run_dir: Path, name: str) -> Path:
+    """`best`, `last`, a step number, `step-N`, another name in checkpoints/, or a file path."""
+    directory = run_dir / "checkpoints"
+    if name == "last":
+        step = latest_step(directory)
+        if step is None:
+            raise RunError(f"{run_dir} has no checkpoint yet")
+        return directory / f"{step_name(step)}.safetensors"
+    if name.isdigit():
+        return directory / f"{step_name(int(name))}.safetensors"
+    if name.endswith(".safetensors"):
+        return Path(name)
+    return directory / f"{name}.safetensors"
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> None:
+    """Write the element-wise mean of the weights in `paths` (all of one model) to `out`."""
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for path in paths:
+        try:
+            weights = safetensors.torch.load_file(str(path))
+        except (SafetensorError, FileNotFoundError) as err:
+            raise RunError(f"cannot read checkpoint {path}: {err}") from None
+        if total and weights.keys() != total.keys():
+            raise RunError(f"{path} holds different tensors from {paths[0]}; not one model")
+        for key, tensor in weights.items():
+            # float64 sums: the mean of identical checkpoints is that checkpoint, bit for bit
+            total[key] = total.get(key, 0) + tensor.double()
+            dtypes[key] = tensor.dtype
+    averaged = {key: (t / len(paths)).to(dtypes[key]).contiguous() for key, t in total.items()}
+    metadata = {"averaged": ",".join(path.name for path in paths)}
+    atomic_write(out, lambda tmp: safetensors.torch.save_file(averaged, str(tmp), metadata))
+
+
+def average_last(run_dir: str | Path, last: int, out: str | Path | None = None) -> Path:
+    """Average the newest `last` step checkpoints of a run; returns the file written."""
+    run_dir = Path(run_dir)
+    directory = run_dir / "checkpoints"
+    if not directory.is_dir():
+        raise RunError(f"{run_dir} is not a tcli run directory (no checkpoints/)")
+    steps = step_checkpoints(directory)
+    if len(steps) < last:
+        raise RunError(
+            f"--last {last}: {run_dir} has {len(steps)} step checkpoint(s) "
+            "(train.keep_last sets how many are kept)"
+        )
+    out = Path(out) if out else directory / f"average-last-{last}.safetensors"
+    average_checkpoints([directory / f"{step_name(s)}.safetensors" for s in steps[-last:]], out)
+    return out

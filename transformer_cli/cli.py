@@ -25,18 +25,34 @@ app = typer.Typer(
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 ]
+METRIC_NAMES = {"bleu": "BLEU", "loss": "loss"}
+CheckpointOption = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        help="best, last, a step number, a name in RUN_DIR/checkpoints (average-last-5) or a path.",
+    ),
+]
 
 
 @app.command(
     epilog="\b\nExamples:\n  tcli train configs/toy.yaml\n"
-    "  tcli train configs/toy.yaml --out runs/quick --set train.max_steps=500 --device cpu"
+    "  tcli train configs/toy.yaml --out runs/quick --set train.max_steps=500 --device cpu\n"
+    "  tcli train --resume runs/toy --set train.max_steps=2000"
 )
 def train(
     config: Annotated[
-        Path, typer.Argument(metavar="CONFIG", help="YAML config file, e.g. configs/toy.yaml.")
-    ],
+        Path | None,
+        typer.Argument(metavar="CONFIG", help="YAML config file, e.g. configs/toy.yaml."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Run directory [default: runs/CONFIG_NAME].")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", metavar="RUN_DIR", help="Continue this run from its last checkpoint."
+        ),
     ] = None,
     device: DeviceOption = "auto",
     overrides: Annotated[
@@ -47,14 +63,29 @@ def train(
         bool, typer.Option("--overwrite", help="Replace RUN_DIR if it already holds a run.")
     ] = False,
 ) -> None:
-    """Train a model: SentencePiece, then the Transformer, with periodic validation."""
+    """Train a model (SentencePiece, then the Transformer, validating as it goes), or resume one.
+
+    Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint; a second Ctrl-C
+    aborts at once.
+    """
     from transformer_cli.config import load_config
+    from transformer_cli.train import resume as resume_training
     from transformer_cli.train import train as run_training
 
-    resolved = load_config(config, overrides or [])
-    result = run_training(resolved, out or Path("runs") / config.stem, device, overwrite)
+    if resume is not None:
+        if config is not None or out is not None or overwrite:
+            raise TcliError("--resume continues a run with its saved config: give no CONFIG, --out "
+                            "or --overwrite (change settings with --set)")  # fmt: skip
+        result = resume_training(resume, overrides or [], device)
+    elif config is None:
+        raise TcliError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
+    else:
+        resolved = load_config(config, overrides or [])
+        result = run_training(resolved, out or Path("runs") / config.stem, device, overwrite)
     print(
-        f"best valid BLEU {result.best_bleu:.2f} (step {result.best_step}); run: {result.run_dir}"
+        f"best valid {METRIC_NAMES[result.best_metric]} {result.best_value:.4g} "
+        f"(step {result.best_step}); "
+        f"stopped at step {result.steps} ({result.stop_reason}); run: {result.run_dir}"
     )
 
 
@@ -69,6 +100,7 @@ def translate(
     input: Annotated[str, typer.Option("--input", help="File to translate, or - for stdin.")] = "-",
     output: Annotated[str, typer.Option("--output", help="Output file, or - for stdout.")] = "-",
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = "best",
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", min=1, help="Sentences per batch [default: config]."),
@@ -79,7 +111,7 @@ def translate(
     from transformer_cli.files import atomic_write_text
     from transformer_cli.run import load_run
 
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, checkpoint)
     batch_size = batch_size or run.decode.batch_size
     if input == "-":
         # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
@@ -117,6 +149,7 @@ def evaluate(
         Path | None, typer.Option("--hyp", help="Existing translations to score.")
     ] = None,
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = "best",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
@@ -136,14 +169,15 @@ def evaluate(
             raise TcliError("give a RUN_DIR to translate and score, or --hyp FILE --ref FILE")
         if (src is None) != (ref is None):
             raise TcliError("--src and --ref go together (omit both to use the config's test set)")
-        run = load_run(run_dir, device)
+        run = load_run(run_dir, device, checkpoint)
         if src is None:
             src, ref = run.config.data.test.src, run.config.data.test.tgt
             sources, references = read_parallel(src, ref, "data.test")
         else:
             sources, references = read_parallel(src, ref)
-        step = run.checkpoint_metadata.get("step", "?")
-        print(f"{run_dir}: {run.checkpoint} checkpoint (step {step}) on {src}", file=sys.stderr)
+        metadata = run.checkpoint_metadata
+        origin = f"step {metadata['step']}" if "step" in metadata else metadata.get("averaged")
+        print(f"{run_dir}: {run.checkpoint} checkpoint ({origin}) on {src}", file=sys.stderr)
         hypotheses = run.translate(sources, progress=True)
     scores = score(hypotheses, references)
     if as_json:
@@ -153,6 +187,34 @@ def evaluate(
         print(scores.chrf_details)
         print(f"BLEU signature: {scores.bleu_signature}")
         print(f"chrF signature: {scores.chrf_signature}")
+
+
+@app.command(
+    epilog="\b\nExamples:\n  tcli average runs/toy --last 5\n"
+    "  tcli eval runs/toy --checkpoint average-last-5"
+)
+def average(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
+    ],
+    last: Annotated[
+        int, typer.Option("--last", min=1, help="How many of the newest step checkpoints.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output file [default: RUN_DIR/checkpoints/average-last-N.safetensors]."
+        ),
+    ] = None,
+) -> None:
+    """Average the weights of the last N step checkpoints into one checkpoint.
+
+    The result is used with --checkpoint by translate and eval.
+    """
+    from transformer_cli.checkpoint import average_last
+
+    path = average_last(run_dir, last, out)
+    print(f"wrote {path}")
 
 
 class _TqdmHandler(logging.Handler):
@@ -176,5 +238,5 @@ def main(argv: list[str] | None = None) -> None:
     except TcliError as err:
         if debug:
             raise
-        print(f"tcli: error: {err}", file=sys.stderr)
+        print(f"tcli: {err.prefix}{err}", file=sys.stderr)
         sys.exit(err.exit_code)

@@ -81,10 +81,16 @@ class TrainConfig(_Section):
     batch_tokens: int = Field(
         gt=0, description="tokens per batch (the longer side, padding included)"
     )
-    lr: float = Field(gt=0, description="peak learning rate, reached at the end of warmup")
-    warmup_steps: int = Field(
-        ge=0, description="linear warmup steps before the inverse-square-root decay"
+    accum_steps: int = Field(
+        1, gt=0, description="batches whose gradients are summed into one optimizer step"
     )
+    lr: float = Field(
+        gt=0, description="peak learning rate (for noam: the factor in front of the formula)"
+    )
+    lr_schedule: Literal["inverse_sqrt", "noam", "cosine", "constant"] = Field(
+        "inverse_sqrt", description="learning-rate curve after warmup (see README)"
+    )
+    warmup_steps: int = Field(ge=0, description="steps of linear learning-rate warmup")
     label_smoothing: float = Field(
         ge=0, lt=1, description="label smoothing of the cross-entropy loss"
     )
@@ -97,11 +103,28 @@ class TrainConfig(_Section):
         1.0, gt=0, description="clip the gradient norm to this (null: no clipping)"
     )
     adam_betas: tuple[float, float] = Field((0.9, 0.98), description="Adam's beta1, beta2")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision of forward passes (fp16: CUDA only)"
+    )
+    best_metric: Literal["bleu", "loss"] = Field(
+        "bleu", description="validation score that picks the best checkpoint"
+    )
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="stop after this many validations without a better best_metric"
+    )
+    keep_last: int = Field(
+        5, gt=0, description="step checkpoints kept on disk (best is always kept as well)"
+    )
+    tensorboard: bool = Field(
+        False, description="also log to RUN_DIR/tensorboard (needs the tensorboard package)"
+    )
 
     @model_validator(mode="after")
     def _has_a_limit(self) -> "TrainConfig":
         if self.max_steps is None and self.max_minutes is None:
             raise ValueError("max_steps: max_steps and max_minutes are both null; set at least one")
+        if self.lr_schedule == "cosine" and self.max_steps is None:
+            raise ValueError("lr_schedule: cosine decays over train.max_steps, which is null")
         return self
 
 

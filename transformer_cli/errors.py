@@ -10,6 +10,7 @@ class TcliError(Exception):
     """A problem with the user's input, reported as one line (exit code 2)."""
 
     exit_code = 2
+    prefix = "error: "
 
 
 class ConfigError(TcliError):
@@ -26,3 +27,13 @@ class DeviceError(TcliError):
 
 class RunError(TcliError):
     """A run directory is missing, incomplete, or would be overwritten without --overwrite."""
+
+
+class Interrupted(TcliError):
+    """Work stopped by a signal (Ctrl-C, SIGTERM); the exit code is 128 + the signal number."""
+
+    prefix = ""  # not a mistake of the user's: no "error:" in front of the message
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -2,11 +2,11 @@
 
 A run directory holds everything needed to translate, and nothing needs the original config file:
 
-    config.yaml                  the resolved config the run was trained with
-    tokenizer.model              the SentencePiece model
-    checkpoints/best.safetensors weights with the best validation BLEU
-    checkpoints/last.safetensors weights at the last validation
-    metrics.jsonl                one JSON object per logged step and per validation
+    config.yaml       the resolved config the run was trained with
+    tokenizer.model   the SentencePiece model
+    checkpoints/      weights (best, every saved step) and training state; see checkpoint.py
+    metrics.jsonl     one JSON object per logged step and per validation; see records.py
+    train.log         the lines training printed, with timestamps
 """
 
 import itertools
@@ -18,7 +18,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from transformer_cli.checkpoint import load_weights
+from transformer_cli.checkpoint import load_weights, resolve_checkpoint
 from transformer_cli.config import Config, DecodeConfig, validate_config
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizer
@@ -29,12 +29,14 @@ from transformer_cli.model import Transformer, TransformerConfig
 
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.model"
-METRICS_FILE = "metrics.jsonl"
 
 
-def checkpoint_path(run_dir: str | Path, name: str) -> Path:
-    """Where the checkpoint called `name` (best, last) of a run lives."""
-    return Path(run_dir) / "checkpoints" / f"{name}.safetensors"
+def read_config(run_dir: Path) -> Config:
+    """The resolved config saved in a run directory."""
+    config_file = run_dir / CONFIG_FILE
+    if not config_file.is_file():
+        raise RunError(f"{run_dir} is not a tcli run directory (no {CONFIG_FILE}); train one first")
+    return validate_config(yaml.safe_load(config_file.read_text("utf-8")), str(config_file))
 
 
 def build_model(config: Config, vocab_size: int) -> Transformer:
@@ -104,15 +106,15 @@ class Run(Translator):
 
 
 def load_run(run_dir: str | Path, device: str = "auto", checkpoint: str = "best") -> Run:
-    """Load a run directory written by `tcli train`: config, tokenizer and the named checkpoint."""
+    """Load a run directory written by `tcli train`: config, tokenizer and a checkpoint.
+
+    `checkpoint`: best, last, a step number, a name in checkpoints/ (average-last-5) or a path.
+    """
     run_dir = Path(run_dir)
-    config_file = run_dir / CONFIG_FILE
-    if not config_file.is_file():
-        raise RunError(f"{run_dir} is not a tcli run directory (no {CONFIG_FILE}); train one first")
-    config = validate_config(yaml.safe_load(config_file.read_text("utf-8")), str(config_file))
+    config = read_config(run_dir)
     tokenizer = Tokenizer(run_dir / TOKENIZER_FILE)
     torch_device = resolve_device(device)
     model = build_model(config, tokenizer.vocab_size).to(torch_device)
-    metadata = load_weights(model, checkpoint_path(run_dir, checkpoint))
+    metadata = load_weights(model, resolve_checkpoint(run_dir, checkpoint))
     model.eval()
     return Run(model, tokenizer, config.decode, torch_device, run_dir, config, checkpoint, metadata)

@@ -1,13 +1,13 @@
-"""The training loop: teacher forcing, label-smoothed loss, Adam with warmup, validation."""
+"""Training: teacher forcing, label-smoothed loss, Adam, validation, checkpoints, exact resume."""
 
-import contextlib
 import itertools
-import json
 import logging
 import math
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,38 +19,38 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from transformer_cli.checkpoint import save_weights
-from transformer_cli.config import Config
+from transformer_cli.checkpoint import (
+    latest_step,
+    load_training_state,
+    load_weights,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from transformer_cli.config import Config, apply_override, validate_config
 from transformer_cli.data.batching import Batch, TokenBatchSampler, pair_lengths
 from transformer_cli.data.corpus import filter_pairs, read_parallel
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizer, train_tokenizer
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import DataError, RunError
+from transformer_cli.errors import ConfigError, DataError, Interrupted, RunError
 from transformer_cli.evaluate import score
 from transformer_cli.files import atomic_write_text
-from transformer_cli.run import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    TOKENIZER_FILE,
-    Translator,
-    build_model,
-    checkpoint_path,
-)
+from transformer_cli.model import Transformer
+from transformer_cli.records import TRAIN_LOG_FILE, TrainingLog, log_to_file
+from transformer_cli.run import CONFIG_FILE, TOKENIZER_FILE, Translator, build_model, read_config
+from transformer_cli.schedule import learning_rate
 
 log = logging.getLogger(__name__)
 
-
-def inverse_sqrt_lr(step: int, peak_lr: float, warmup_steps: int) -> float:
-    """Learning rate at optimizer step `step` (from 1): linear warmup to `peak_lr`, then
-    peak_lr * sqrt(warmup_steps / step), the schedule of Vaswani et al. up to a constant."""
-    warmup = max(warmup_steps, 1)
-    return peak_lr * min(step / warmup, math.sqrt(warmup / step))
+# Keys a resumed run may not change: the saved weights and vocabulary depend on them.
+FROZEN_ON_RESUME = ("model", "tokenizer", "data.train", "data.max_len")
 
 
 def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Summed cross entropy of (batch, len, vocab) logits against (batch, len) ids, PAD ignored."""
     return F.cross_entropy(
-        logits.flatten(0, 1),
+        logits.flatten(0, 1).float(),
         targets.flatten(),
         ignore_index=PAD_ID,
         label_smoothing=label_smoothing,
@@ -63,8 +63,10 @@ class TrainResult:
     run_dir: Path
     steps: int
     minutes: float
+    stop_reason: str  # max_steps, max_minutes or early_stopping
+    best_metric: str  # bleu or loss
+    best_value: float
     best_step: int
-    best_bleu: float
 
 
 @dataclass
@@ -78,234 +80,343 @@ class TrainingData:
     valid_tgt: list[str]
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create an empty run directory; an existing non-empty one is replaced only when asked."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunError(
-                f"{run_dir} already exists; pass --overwrite to replace it or --out to choose "
-                "another directory"
-            )
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise RunError(f"{run_dir} is not a tcli run directory; refusing to delete it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def prepare_data(config: Config, run_dir: Path, overwrite: bool) -> TrainingData:
-    """Read and check the data, then create the run directory, train SentencePiece, encode."""
-    data = config.data
-    # Read (and so check) the data before touching the run directory.
-    train_src, train_tgt = read_parallel(data.train.src, data.train.tgt, "data.train")
-    valid_src, valid_tgt = read_parallel(data.valid.src, data.valid.tgt, "data.valid")
-    if not valid_src:
-        raise DataError(f"data.valid: {data.valid.src} is empty")
-    prepare_run_dir(run_dir, overwrite)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
-
-    vocab_size = config.tokenizer.vocab_size
-    log.info("training SentencePiece (vocab_size=%d) on %d pairs", vocab_size, len(train_src))
-    tokenizer = train_tokenizer(
-        itertools.chain(train_src, train_tgt),
-        run_dir / TOKENIZER_FILE,
-        vocab_size=vocab_size,
-        model_type=config.tokenizer.model_type,
-        character_coverage=config.tokenizer.character_coverage,
-    )
-    src_ids, tgt_ids = tokenizer.encode(train_src), tokenizer.encode(train_tgt)
-    kept, dropped = filter_pairs(src_ids, tgt_ids, data.max_len)
-    reasons = ", ".join(f"{count} {reason}" for reason, count in dropped.items()) or "none"
-    log.info("training pairs: %d kept of %d; dropped: %s", len(kept), len(src_ids), reasons)
-    if not kept:
-        raise DataError(f"data.train: no usable pairs left after filtering ({reasons})")
-    return TrainingData(
-        tokenizer,
-        [src_ids[i] for i in kept],
-        [tgt_ids[i] for i in kept],
-        valid_src,
-        valid_tgt,
-    )
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def endless_batches(sampler: TokenBatchSampler) -> Iterator[tuple[int, list[int]]]:
-    """(epoch, example indices) for every batch of every epoch, forever."""
-    for epoch in itertools.count():
-        for indices in sampler.batches(epoch):
-            yield epoch, indices
-
-
 def train(
     config: Config, run_dir: str | Path, device: str = "auto", overwrite: bool = False
 ) -> TrainResult:
-    """Train a model as `config` says and write everything into `run_dir`."""
-    run_dir, torch_device, cfg = Path(run_dir), resolve_device(device), config.train
-    data = prepare_data(config, run_dir, overwrite)
-    seed_everything(cfg.seed)
-    sampler = TokenBatchSampler(
-        pair_lengths(data.src_ids, data.tgt_ids), cfg.batch_tokens, seed=cfg.seed
-    )
-    model = build_model(config, data.tokenizer.vocab_size).to(torch_device)
-    log.info(
-        "model: %.2fM parameters, vocabulary %d, device %s",
-        model.num_parameters() / 1e6,
-        data.tokenizer.vocab_size,
-        torch_device,
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=1e-9)
-    translator = Translator(model, data.tokenizer, config.decode, torch_device)
-    validator = Validator(translator, data.valid_src, data.valid_tgt, cfg.batch_tokens)
-    training_log = TrainingLog(run_dir / METRICS_FILE, cfg.max_steps, cfg.max_minutes)
-    best_bleu, best_step, step = -1.0, 0, 0
-
-    model.train()
-    for epoch, indices in endless_batches(sampler):
-        step += 1
-        lr = inverse_sqrt_lr(step, cfg.lr, cfg.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = Batch.from_ids(
-            [data.src_ids[i] for i in indices], [data.tgt_ids[i] for i in indices]
+    """Train a new model as `config` says, writing everything into `run_dir`."""
+    run_dir, torch_device = Path(run_dir), resolve_device(device)
+    _check_precision(config, torch_device)
+    texts = _read_texts(config)  # check the data before touching the run directory
+    _prepare_run_dir(run_dir, overwrite)
+    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    with log_to_file(run_dir / TRAIN_LOG_FILE):
+        vocab_size = config.tokenizer.vocab_size
+        log.info("training SentencePiece (vocab_size=%d) on %d pairs", vocab_size, len(texts[0]))
+        tokenizer = train_tokenizer(
+            itertools.chain(texts[0], texts[1]),
+            run_dir / TOKENIZER_FILE,
+            vocab_size=vocab_size,
+            model_type=config.tokenizer.model_type,
+            character_coverage=config.tokenizer.character_coverage,
         )
-        batch = batch.to(torch_device)
-        logits = model(batch.src, batch.tgt_in)  # (batch, tgt_len, vocab)
-        # Normalised per target token, so the gradient scale does not depend on batch size.
-        loss = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing) / batch.n_tgt_tokens
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = cfg.clip_grad_norm or math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-        optimizer.step()
-
-        finished = step == cfg.max_steps or training_log.out_of_time()
-        training_log.step(step, epoch, loss.item(), batch.n_tgt_tokens, lr, grad_norm)
-        if step % cfg.log_every == 0 or finished:
-            training_log.flush_window()
-        if step % cfg.eval_every == 0 or finished:
-            with training_log.paused():
-                result = validator.run()
-            improved = result["bleu"] > best_bleu
-            if improved:
-                best_bleu, best_step = result["bleu"], step
-            training_log.validation(step, epoch, result, improved)
-            weights_metadata = {"step": step, "valid_bleu": result["bleu"]}
-            save_weights(model, checkpoint_path(run_dir, "last"), weights_metadata)
-            if improved:
-                save_weights(model, checkpoint_path(run_dir, "best"), weights_metadata)
-        if finished:
-            break
-    minutes = training_log.close()
-    log.info(
-        "done: %d steps in %.1f min; best valid BLEU %.2f at step %d; run saved in %s",
-        step,
-        minutes,
-        best_bleu,
-        best_step,
-        run_dir,
-    )
-    return TrainResult(run_dir, step, minutes, best_step, best_bleu)
+        data = _encode(config, tokenizer, texts)
+        _seed_everything(config.train.seed)
+        model = build_model(config, tokenizer.vocab_size).to(torch_device)
+        return Trainer(config, run_dir, model, data, torch_device).fit()
 
 
-class TrainingLog:
-    """Where training reports: metrics.jsonl, the progress bar, and a line per validation.
+def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto") -> TrainResult:
+    """Continue a run from its latest checkpoint, exactly as if it had never stopped.
 
-    Train records average the loss over the target tokens of the steps since the last record.
+    `overrides` may change e.g. train.max_steps, but not the model, tokenizer or training data.
     """
-
-    def __init__(self, path: Path, max_steps: int | None, max_minutes: float | None) -> None:
-        self.file = path.open("a", encoding="utf-8")
-        self.max_steps = max_steps
-        self.started = time.monotonic()
-        self.deadline = self.started + max_minutes * 60 if max_minutes else math.inf
-        self.bar = tqdm(
-            total=max_steps,
-            desc="train",
-            unit="step",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            disable=None,  # only on a terminal; logs get the validation lines instead
-            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}{postfix}]",
+    run_dir, torch_device = Path(run_dir), resolve_device(device)
+    config = _resumed_config(run_dir, overrides)
+    _check_precision(config, torch_device)
+    directory = run_dir / "checkpoints"
+    step = latest_step(directory)
+    if step is None:
+        raise RunError(
+            f"{run_dir} has no checkpoint to resume from; train it again with --overwrite"
         )
-        self.last: dict[str, object] = {}  # the latest step's lr, grad norm, ...
-        self.last_record: dict[str, object] = {}  # the latest train record
-        self._reset_window()
+    state = load_training_state(directory, step)
+    _check_limits_left(config, state, run_dir)
+    texts = _read_texts(config)
+    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    with log_to_file(run_dir / TRAIN_LOG_FILE):
+        log.info("resuming %s from step %d", run_dir, step)
+        tokenizer = Tokenizer(run_dir / TOKENIZER_FILE)
+        data = _encode(config, tokenizer, texts)
+        model = build_model(config, tokenizer.vocab_size).to(torch_device)
+        load_weights(model, resolve_checkpoint(run_dir, str(step)))
+        return Trainer(config, run_dir, model, data, torch_device, state).fit()
 
-    def _reset_window(self) -> None:
-        self.window_loss, self.window_tokens, self.window_start = 0.0, 0, time.monotonic()
 
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Time spent inside (validation) does not count towards tokens per second."""
-        start = time.monotonic()
-        yield
-        self.window_start += time.monotonic() - start
+class Trainer:
+    """The optimisation loop and everything a checkpoint must hold to continue it exactly."""
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def out_of_time(self) -> bool:
-        return time.monotonic() >= self.deadline
-
-    def step(
-        self, step: int, epoch: int, loss: float, tokens: int, lr: float, grad_norm: float
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        model: Transformer,
+        data: TrainingData,
+        device: torch.device,
+        state: dict | None = None,
     ) -> None:
-        self.window_loss += loss * tokens
-        self.window_tokens += tokens
-        self.last = {"step": step, "epoch": epoch, "lr": lr, "grad_norm": round(grad_norm, 4)}
-        self.bar.update()
-
-    def flush_window(self) -> None:
-        """Write a train record for the steps since the last one, and refresh the bar."""
-        tokens_per_s = self.window_tokens / max(time.monotonic() - self.window_start, 1e-9)
-        record = {
-            "kind": "train",
-            **self.last,
-            "loss": round(self.window_loss / self.window_tokens, 4),
-            "tokens_per_s": round(tokens_per_s),
-            "elapsed_s": round(self.elapsed(), 1),
-        }
-        self._write(record)
-        self.last_record = record
-        self.bar.set_postfix_str(
-            f"loss={record['loss']:.3f} lr={record['lr']:.2e} tok/s={tokens_per_s:,.0f} "
-            f"eta={self._eta()}"
+        self.config, self.cfg, self.run_dir = config, config.train, run_dir
+        self.model, self.data, self.device = model, data, device
+        self.checkpoints = run_dir / "checkpoints"
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.cfg.lr, betas=self.cfg.adam_betas, eps=1e-9
         )
-        self._reset_window()
+        # Loss scaling keeps small fp16 gradients from flushing to zero; a no-op otherwise.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.cfg.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            self.cfg.precision
+        )
+        lengths = pair_lengths(data.src_ids, data.tgt_ids)
+        self.sampler = TokenBatchSampler(lengths, self.cfg.batch_tokens, seed=self.cfg.seed)
+        translator = Translator(model, data.tokenizer, config.decode, device)
+        self.validator = Validator(
+            translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
+        )
+        # Counters: optimizer steps taken; the next batch is batches(epoch)[batch_index].
+        self.step, self.epoch, self.batch_index = 0, 0, 0
+        self.best_value: float | None = None
+        self.best_step = self.bad_validations = 0
+        self.elapsed_before, self.validation_seconds = 0.0, 0.0
+        if state is not None:
+            self._load_state(state)
+        log.info(
+            "model: %.2fM parameters, vocabulary %d, device %s, precision %s",
+            model.num_parameters() / 1e6,
+            data.tokenizer.vocab_size,
+            device,
+            self.cfg.precision,
+        )
 
-    def validation(self, step: int, epoch: int, result: dict[str, float], best: bool) -> None:
-        self._write({"kind": "valid", "step": step, "epoch": epoch, **result,
-                     "elapsed_s": round(self.elapsed(), 1)})  # fmt: skip
-        train = self.last_record
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        records = TrainingLog(
+            self.run_dir,
+            cfg.max_steps,
+            cfg.max_minutes,
+            start_step=self.step,
+            elapsed_before=self.elapsed_before,
+            tensorboard=cfg.tensorboard,
+        )
+        batches = endless_batches(self.sampler, self.epoch, self.batch_index)
+        self.model.train()
+        try:
+            with StopSignals() as signals:
+                while True:
+                    self._train_step(batches, records)
+                    reason = self._stop_reason(records, signals)
+                    if self.step % cfg.log_every == 0 or reason:
+                        records.flush_window()
+                    validate = self.step % cfg.eval_every == 0 or reason in LIMITS
+                    if validate and self._validate(records) and not reason:
+                        reason = "early_stopping"
+                    if validate or reason:
+                        self._save_checkpoint(records.elapsed())
+                    if reason:
+                        break
+        except Aborted as err:
+            raise Interrupted(
+                f"{err} at step {self.step}; the checkpoints on disk are intact. "
+                f"Resume from the last one with: tcli train --resume {self.run_dir}",
+                err.signum,
+            ) from None
+        finally:
+            records.close()
+        if reason not in (*LIMITS, "early_stopping"):
+            raise Interrupted(
+                f"stopped by {reason} after step {self.step}; checkpoint saved. "
+                f"Resume with: tcli train --resume {self.run_dir}",
+                signal.Signals[reason],
+            )
+        minutes = records.elapsed() / 60
+        log.info(
+            "done (%s): %d steps in %.1f min; best valid %s %.4g at step %d; run saved in %s",
+            reason, self.step, minutes, cfg.best_metric.replace("bleu", "BLEU"), self.best_value,
+            self.best_step,
+            self.run_dir,
+        )  # fmt: skip
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            minutes,
+            reason,
+            cfg.best_metric,
+            self.best_value,
+            self.best_step,
+        )
+
+    def _train_step(
+        self, batches: Iterator[tuple[int, int, list[int]]], records: TrainingLog
+    ) -> None:
+        cfg, data = self.cfg, self.data
+        self.step += 1
+        lr = learning_rate(self.step, cfg, self.config.model.d_model)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        micro_batches = []
+        for _ in range(cfg.accum_steps):
+            self.epoch, index, indices = next(batches)
+            self.batch_index = index + 1
+            micro_batches.append(
+                Batch.from_ids(
+                    [data.src_ids[i] for i in indices], [data.tgt_ids[i] for i in indices]
+                )
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss, tokens = accumulate_gradients(
+            self.model, micro_batches, cfg.label_smoothing, self.device, self.autocast_dtype,
+            self.scaler,
+        )  # fmt: skip
+        self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
+        max_norm = cfg.clip_grad_norm or math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        records.step(self.step, self.epoch, step_loss, tokens, lr, grad_norm)
+
+    def _stop_reason(self, records: TrainingLog, signals: "StopSignals") -> str | None:
+        if signals.received is not None:
+            return signal.Signals(signals.received).name
+        if self.step == self.cfg.max_steps:
+            return "max_steps"
+        # Stop early enough that the final validation ends by the deadline.
+        if records.time_left() <= self.validation_seconds:
+            return "max_minutes"
+        return None
+
+    def _validate(self, records: TrainingLog) -> bool:
+        """Validate, keep the best weights; True when early stopping's patience has run out."""
+        started = time.monotonic()
+        with records.paused():
+            result = self.validator.run()
+        self.validation_seconds = time.monotonic() - started
+        value = result[self.cfg.best_metric]
+        better = self.best_value is None or (
+            value > self.best_value if self.cfg.best_metric == "bleu" else value < self.best_value
+        )
+        if better:
+            self.best_value, self.best_step, self.bad_validations = value, self.step, 0
+            metadata = {"step": self.step, **{f"valid_{k}": v for k, v in result.items()}}
+            save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
+        else:
+            self.bad_validations += 1
+        records.validation(self.step, self.epoch, result, better)
+        patience = self.cfg.early_stopping_patience
+        if patience and self.bad_validations >= patience:
+            log.info(
+                "early stopping: %d validations without a better %s", patience, self.cfg.best_metric
+            )
+            return True
+        return False
+
+    def _save_checkpoint(self, elapsed: float) -> None:
+        self.elapsed_before = elapsed
+        save_checkpoint(self.checkpoints, self.step, self.model, self.state_dict(), {})
+        prune_checkpoints(self.checkpoints, self.cfg.keep_last)
+
+    def state_dict(self) -> dict:
+        """Everything but the weights that the next step depends on (tensors and plain data)."""
+        np_state = np.random.get_state()
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "bad_validations": self.bad_validations,
+            "elapsed_s": self.elapsed_before,
+            "validation_seconds": self.validation_seconds,
+            "rng": {
+                "python": random.getstate(),
+                "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.step, self.epoch, self.batch_index = (
+            state["step"],
+            state["epoch"],
+            state["batch_index"],
+        )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.bad_validations = state["bad_validations"]
+        self.elapsed_before = state["elapsed_s"]
+        self.validation_seconds = state["validation_seconds"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def accumulate_gradients(
+    model: Transformer,
+    batches: list[Batch],
+    label_smoothing: float,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[float, int]:
+    """Add the gradient of the per-token loss over all `batches` to the parameters' .grad.
+
+    Each batch's summed loss is divided by the target tokens of all of them, so k micro-batches
+    give exactly the gradient of one batch holding them all. Returns (loss per token, tokens).
+    """
+    tokens = sum(batch.n_tgt_tokens for batch in batches)
+    total = 0.0
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(batch.src, batch.tgt_in)  # (batch, tgt_len, vocab)
+        loss = sequence_loss(logits, batch.tgt_out, label_smoothing) / tokens
+        (scaler.scale(loss) if scaler else loss).backward()
+        total += loss.item()
+    return total, tokens
+
+
+LIMITS = ("max_steps", "max_minutes")
+
+
+class StopSignals:
+    """The first SIGINT (Ctrl-C) or SIGTERM asks training to stop after the current step and
+    save a checkpoint; a second one aborts at once (atomic writes keep every file whole)."""
+
+    def __enter__(self) -> "StopSignals":
+        self.received: int | None = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            raise Aborted(signum)
+        self.received = signum
         tqdm.write(
-            f"step {step} ({self.elapsed() / 60:.1f} min): train loss {train['loss']:.3f}, "
-            f"{train['tokens_per_s']:,} tok/s | valid loss {result['loss']:.3f} "
-            f"ppl {result['ppl']:.2f} BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f}"
-            + (" (best)" if best else ""),
+            f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
+            "(press Ctrl-C again to abort without saving)",
             file=sys.stderr,
         )
 
-    def close(self) -> float:
-        """Close the log; the training time in minutes."""
-        self.bar.close()
-        self.file.close()
-        return self.elapsed() / 60
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
-    def _write(self, record: dict[str, object]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
 
-    def _eta(self) -> str:
-        """Time until the first stopping rule fires, as m:ss."""
-        step, elapsed = int(self.last["step"]), self.elapsed()
-        remaining = self.deadline - time.monotonic()
-        if self.max_steps:
-            remaining = min(remaining, (self.max_steps - step) * elapsed / step)
-        return f"{int(remaining // 60)}:{int(remaining % 60):02d}"
+class Aborted(KeyboardInterrupt):
+    """A second stop signal: leave now (a KeyboardInterrupt, so that nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"aborted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def endless_batches(
+    sampler: TokenBatchSampler, epoch: int = 0, index: int = 0
+) -> Iterator[tuple[int, int, list[int]]]:
+    """(epoch, index in epoch, example indices) for every batch from (epoch, index) on, forever."""
+    for current in itertools.count(epoch):
+        epoch_batches = sampler.batches(current)
+        for position in range(index, len(epoch_batches)):
+            yield current, position, epoch_batches[position]
+        index = 0
 
 
 class Validator:
@@ -346,3 +457,92 @@ class Validator:
             "bleu": round(scores.bleu, 2),
             "chrf": round(scores.chrf, 2),
         }
+
+
+def _read_texts(config: Config) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Training and validation text: source, target, source, target."""
+    data = config.data
+    train_src, train_tgt = read_parallel(data.train.src, data.train.tgt, "data.train")
+    valid_src, valid_tgt = read_parallel(data.valid.src, data.valid.tgt, "data.valid")
+    if not valid_src:
+        raise DataError(f"data.valid: {data.valid.src} is empty")
+    return train_src, train_tgt, valid_src, valid_tgt
+
+
+def _encode(config: Config, tokenizer: Tokenizer, texts: tuple[list[str], ...]) -> TrainingData:
+    """Encode the training pairs and drop the unusable ones, reporting how many and why."""
+    train_src, train_tgt, valid_src, valid_tgt = texts
+    src_ids, tgt_ids = tokenizer.encode(train_src), tokenizer.encode(train_tgt)
+    kept, dropped = filter_pairs(src_ids, tgt_ids, config.data.max_len)
+    reasons = ", ".join(f"{count} {reason}" for reason, count in dropped.items()) or "none"
+    log.info("training pairs: %d kept of %d; dropped: %s", len(kept), len(src_ids), reasons)
+    if not kept:
+        raise DataError(f"data.train: no usable pairs left after filtering ({reasons})")
+    return TrainingData(
+        tokenizer, [src_ids[i] for i in kept], [tgt_ids[i] for i in kept], valid_src, valid_tgt
+    )
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Create an empty run directory; an existing non-empty one is replaced only when asked."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunError(
+                f"{run_dir} already exists; pass --overwrite to replace it, --resume to continue "
+                "it, or --out to choose another directory"
+            )
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RunError(f"{run_dir} is not a tcli run directory; refusing to delete it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _resumed_config(run_dir: Path, overrides: list[str]) -> Config:
+    """The run's saved config with `overrides` applied; frozen keys may not change."""
+    saved = read_config(run_dir)
+    raw = saved.model_dump(mode="json")
+    keys = [apply_override(raw, item) for item in overrides]
+    config = validate_config(raw, str(run_dir / CONFIG_FILE), keys)
+    before, after = saved.model_dump(mode="json"), config.model_dump(mode="json")
+    for key in keys:
+        frozen = next((f for f in FROZEN_ON_RESUME if key == f or key.startswith(f + ".")), None)
+        if frozen and _lookup(before, key) != _lookup(after, key):
+            raise ConfigError(
+                f"--set {key}: cannot change {frozen} when resuming (the saved weights and "
+                "vocabulary depend on it); start a new run instead"
+            )
+    return config
+
+
+def _lookup(raw: dict, key: str) -> object:
+    for part in key.split("."):
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
+
+
+def _check_limits_left(config: Config, state: dict, run_dir: Path) -> None:
+    train = config.train
+    if train.max_steps is not None and state["step"] >= train.max_steps:
+        raise RunError(
+            f"{run_dir} already reached train.max_steps={train.max_steps}; "
+            f"continue with --set train.max_steps=N (N > {state['step']})"
+        )
+    if train.max_minutes is not None and state["elapsed_s"] >= train.max_minutes * 60:
+        raise RunError(
+            f"{run_dir} already trained for train.max_minutes={train.max_minutes:g}; "
+            "continue with --set train.max_minutes=M (or null)"
+        )
+
+
+def _check_precision(config: Config, device: torch.device) -> None:
+    if config.train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"train.precision: fp16 training needs a CUDA device, not {device.type}; "
+            "use bf16 or fp32"
+        )
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,281 @@
+"""Training you can trust: exact resume, atomic checkpoints, averaging, accumulation, schedules."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from conftest import tiny_config
+
+from transformer_cli import load_run
+from transformer_cli.checkpoint import (
+    average_checkpoints,
+    latest_step,
+    load_training_state,
+    save_checkpoint,
+    step_checkpoints,
+)
+from transformer_cli.config import TrainConfig
+from transformer_cli.data.batching import Batch
+from transformer_cli.errors import ConfigError, RunError
+from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.records import read_records
+from transformer_cli.schedule import learning_rate
+from transformer_cli.train import accumulate_gradients, resume, train
+
+
+def _train_losses(run_dir: Path) -> dict[int, float]:
+    return {
+        r["step"]: r["loss"]
+        for r in read_records(run_dir / "metrics.jsonl")
+        if r["kind"] == "train"
+    }
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(path))
+
+
+@pytest.mark.parametrize("accum_steps", [1, 2])
+def test_resumed_training_equals_uninterrupted_training(corpus, tmp_path, accum_steps):
+    # Dropout on, so that the restored RNG state matters; the stop falls mid-epoch.
+    settings = dict(max_steps=14, eval_every=5, log_every=1, accum_steps=accum_steps)
+    config = tiny_config(corpus, **settings).model_copy(deep=True)
+    config.model.dropout = 0.1
+    straight = train(config, tmp_path / "straight", device="cpu")
+
+    halfway = config.model_copy(deep=True)
+    halfway.train.max_steps = 7
+    train(halfway, tmp_path / "resumed", device="cpu")
+    resumed = resume(tmp_path / "resumed", ["train.max_steps=14"], device="cpu")
+
+    assert straight.steps == resumed.steps == 14
+    assert _train_losses(tmp_path / "resumed") == _train_losses(tmp_path / "straight")
+    assert len(_train_losses(tmp_path / "straight")) == 14
+    final = "checkpoints/step-00000014.safetensors"
+    expected, got = _weights(tmp_path / "straight" / final), _weights(tmp_path / "resumed" / final)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name  # bit for bit
+    assert (resumed.best_value, resumed.best_step) == (straight.best_value, straight.best_step)
+
+
+def test_training_state_holds_what_resuming_needs(corpus, tmp_path):
+    train(tiny_config(corpus, max_steps=3, eval_every=3), tmp_path / "run", device="cpu")
+    state = load_training_state(tmp_path / "run" / "checkpoints", 3)
+    assert {"step", "epoch", "batch_index", "optimizer", "scaler", "rng"} <= state.keys()
+    assert {"python", "numpy", "torch", "cuda"} <= state["rng"].keys()
+    assert state["step"] == 3 and state["batch_index"] == 3
+
+
+def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    save_checkpoint(tmp_path, 1, model, {"step": 1}, {})
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    real_replace = os.replace
+
+    def crash_on_state_file(src, dst):
+        if str(dst).endswith(".state.pt"):
+            raise OSError("simulated power cut")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_state_file)
+    with torch.no_grad():
+        model.weight += 1
+    with pytest.raises(OSError, match="power cut"):
+        save_checkpoint(tmp_path, 2, model, {"step": 2}, {})
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    assert latest_step(tmp_path) == 1  # the pointer still names the complete checkpoint
+    assert load_training_state(tmp_path, 1) == {"step": 1}
+    for name, content in before.items():
+        assert (tmp_path / name).read_bytes() == content
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "step-00000002.state.pt").exists()
+
+
+def test_averaging_copies_of_one_checkpoint_gives_it_back(tmp_path):
+    model = torch.nn.Linear(5, 3)
+    for name in ("a", "b", "c"):
+        safetensors.torch.save_model(model, str(tmp_path / f"{name}.safetensors"))
+    paths = [tmp_path / f"{name}.safetensors" for name in "abc"]
+    average_checkpoints(paths, tmp_path / "avg.safetensors")
+    original, averaged = _weights(paths[0]), _weights(tmp_path / "avg.safetensors")
+    assert all(torch.equal(original[k], averaged[k]) for k in original)
+
+
+def test_averaging_two_checkpoints_gives_their_mean(tmp_path):
+    first, second = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    safetensors.torch.save_model(first, str(tmp_path / "1.safetensors"))
+    safetensors.torch.save_model(second, str(tmp_path / "2.safetensors"))
+    average_checkpoints(
+        [tmp_path / "1.safetensors", tmp_path / "2.safetensors"], tmp_path / "m.safetensors"
+    )
+    averaged = _weights(tmp_path / "m.safetensors")
+    torch.testing.assert_close(averaged["weight"], (first.weight + second.weight).detach() / 2)
+    torch.testing.assert_close(averaged["bias"], (first.bias + second.bias).detach() / 2)
+
+
+def test_accumulating_micro_batches_equals_one_big_batch():
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        src_vocab_size=30, tgt_vocab_size=30, d_model=16, n_heads=2, n_encoder_layers=1,
+        n_decoder_layers=1, d_ff=32, dropout=0.0,
+    )  # fmt: skip
+    model = Transformer(config)
+    gen = torch.Generator().manual_seed(1)
+    pairs = [
+        (
+            torch.randint(4, 30, (n,), generator=gen).tolist(),
+            torch.randint(4, 30, (m,), generator=gen).tolist(),
+        )
+        for n, m in [(3, 7), (9, 2), (5, 5), (12, 10), (1, 4)]
+    ]
+    whole = [Batch.from_ids([s for s, _ in pairs], [t for _, t in pairs])]
+    parts = [
+        Batch.from_ids([s for s, _ in chunk], [t for _, t in chunk])
+        for chunk in (pairs[:2], pairs[2:])
+    ]
+
+    def gradients(batches):
+        model.zero_grad()
+        loss, tokens = accumulate_gradients(model, batches, 0.1, torch.device("cpu"))
+        return loss, tokens, [p.grad.clone() for p in model.parameters()]
+
+    loss_whole, tokens_whole, grads_whole = gradients(whole)
+    loss_parts, tokens_parts, grads_parts = gradients(parts)
+    assert tokens_whole == tokens_parts == sum(len(t) + 1 for _, t in pairs)
+    assert loss_parts == pytest.approx(loss_whole, abs=1e-6)
+    for a, b in zip(grads_whole, grads_parts, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_keep_last_keeps_the_newest_step_checkpoints_and_best(corpus, tmp_path):
+    train(
+        tiny_config(corpus, max_steps=12, eval_every=2, keep_last=2), tmp_path / "run", device="cpu"
+    )
+    directory = tmp_path / "run" / "checkpoints"
+    assert step_checkpoints(directory) == [10, 12]
+    assert sorted(p.name for p in directory.glob("*.state.pt")) == [
+        "step-00000010.state.pt",
+        "step-00000012.state.pt",
+    ]
+    assert (directory / "best.safetensors").is_file()
+
+
+def test_early_stopping_after_patience_validations_without_improvement(corpus, tmp_path):
+    # A learning rate this small cannot move the validation BLEU above its first value.
+    config = tiny_config(
+        corpus, max_steps=100, eval_every=2, early_stopping_patience=2, lr=1e-9,
+        lr_schedule="constant", warmup_steps=0,
+    )  # fmt: skip
+    result = train(config, tmp_path / "run", device="cpu")
+    assert (result.stop_reason, result.steps, result.best_step) == ("early_stopping", 6, 2)
+    assert latest_step(tmp_path / "run" / "checkpoints") == 6
+
+
+def test_best_checkpoint_by_loss(corpus, tmp_path):
+    result = train(
+        tiny_config(corpus, max_steps=40, eval_every=20, best_metric="loss"),
+        tmp_path / "r",
+        device="cpu",
+    )
+    valid = [r for r in read_records(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "valid"]
+    assert result.best_value == min(r["loss"] for r in valid)
+    metadata = load_run(tmp_path / "r", device="cpu").checkpoint_metadata
+    assert float(metadata["valid_loss"]) == result.best_value
+
+
+def test_max_minutes_stops_within_a_step_and_saves(corpus, tmp_path):
+    config = tiny_config(corpus, max_steps=None, max_minutes=0.04, eval_every=10_000)
+    result = train(config, tmp_path / "run", device="cpu")
+    assert result.stop_reason == "max_minutes"
+    assert result.minutes * 60 < 0.04 * 60 + 1.0  # one tiny step plus a final validation
+    assert latest_step(tmp_path / "run" / "checkpoints") == result.steps
+
+
+def test_bf16_autocast_trains_on_cpu(corpus, tmp_path):
+    result = train(
+        tiny_config(corpus, max_steps=4, eval_every=4, precision="bf16"),
+        tmp_path / "r",
+        device="cpu",
+    )
+    losses = _train_losses(tmp_path / "r")
+    assert result.steps == 4 and all(math.isfinite(loss) for loss in losses.values())
+
+
+def test_fp16_without_cuda_is_a_config_error(corpus, tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.precision: fp16 training needs a CUDA device"):
+        train(tiny_config(corpus, precision="fp16"), tmp_path / "r", device="cpu")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def short_run(corpus, tmp_path) -> Path:
+    train(tiny_config(corpus, max_steps=4, eval_every=2), tmp_path / "run", device="cpu")
+    return tmp_path / "run"
+
+
+def test_resume_refuses_to_change_the_model(short_run):
+    with pytest.raises(
+        ConfigError, match=r"--set model\.d_model: cannot change model when resuming"
+    ):
+        resume(short_run, ["model.d_model=128", "train.max_steps=8"], device="cpu")
+
+
+def test_resume_past_max_steps_asks_for_more(short_run):
+    with pytest.raises(RunError, match=r"already reached train\.max_steps=4; continue with --set"):
+        resume(short_run, device="cpu")
+
+
+def test_resume_saves_the_changed_config(short_run):
+    resume(short_run, ["train.max_steps=6", "train.eval_every=3"], device="cpu")
+    assert "max_steps: 6" in (short_run / "config.yaml").read_text()
+    assert latest_step(short_run / "checkpoints") == 6
+
+
+def test_resume_without_a_checkpoint_is_an_error(short_run):
+    for path in (short_run / "checkpoints").iterdir():
+        path.unlink()
+    with pytest.raises(RunError, match="no checkpoint to resume from"):
+        resume(short_run, ["train.max_steps=8"], device="cpu")
+
+
+def _train_config(**values: object) -> TrainConfig:
+    base = dict(max_steps=10_000, max_minutes=None, batch_tokens=1, lr=1e-3, warmup_steps=100,
+                label_smoothing=0.0, seed=0, eval_every=1)  # fmt: skip
+    return TrainConfig(**{**base, **values})
+
+
+@pytest.mark.parametrize("schedule", ["inverse_sqrt", "cosine", "constant"])
+def test_schedules_warm_up_linearly_to_the_peak(schedule):
+    train_config = _train_config(lr_schedule=schedule)
+    assert learning_rate(50, train_config, 512) == pytest.approx(0.5e-3)
+    assert learning_rate(100, train_config, 512) == pytest.approx(1e-3)
+
+
+def test_schedule_shapes_after_warmup():
+    assert learning_rate(400, _train_config(), 512) == pytest.approx(0.5e-3)  # sqrt(100/400)
+    cosine = _train_config(lr_schedule="cosine", max_steps=1100)
+    assert learning_rate(600, cosine, 512) == pytest.approx(0.5e-3)  # half way
+    assert learning_rate(1100, cosine, 512) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(5000, _train_config(lr_schedule="constant"), 512) == 1e-3
+
+
+def test_noam_is_the_paper_formula():
+    noam = _train_config(lr_schedule="noam", lr=1.0, warmup_steps=4000)
+    for step in (1, 1000, 4000, 20000):
+        expected = 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
+        assert learning_rate(step, noam, 512) == pytest.approx(expected)
+    assert learning_rate(4000, noam, 512) == pytest.approx(6.988e-4, rel=1e-3)
+
+
+def test_metrics_resume_drops_records_of_steps_done_twice(short_run):
+    # Pretend a crash after step 5 was logged but before its checkpoint: those lines are redone.
+    with (short_run / "metrics.jsonl").open("a") as file:
+        file.write(json.dumps({"kind": "train", "step": 5, "loss": 99.0}) + "\n")
+    resume(short_run, ["train.max_steps=6"], device="cpu")
+    records = read_records(short_run / "metrics.jsonl")
+    assert 99.0 not in [r.get("loss") for r in records]

@@ -1,0 +1,179 @@
+"""What training reports: metrics.jsonl, train.log, optional TensorBoard, and the progress bar.
+
+metrics.jsonl has one JSON object per `log_every` steps ("kind": "train": step, epoch, loss,
+lr, tokens_per_s, grad_norm, elapsed_s) and per validation ("kind": "valid": loss, ppl, bleu,
+chrf, elapsed_s). Train losses are averaged over the target tokens of the steps since the last
+record; tokens_per_s counts target tokens over training time (validation excluded).
+"""
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from transformer_cli.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+TRAIN_LOG_FILE = "train.log"
+
+
+class TrainingLog:
+    """Records one training invocation; a resumed run appends to the same files."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        max_steps: int | None,
+        max_minutes: float | None,
+        *,
+        start_step: int = 0,
+        elapsed_before: float = 0.0,
+        tensorboard: bool = False,
+    ) -> None:
+        self.max_steps, self.start_step = max_steps, start_step
+        self.started, self.elapsed_before = time.monotonic(), elapsed_before
+        self.budget = max_minutes * 60 if max_minutes else math.inf  # across resumes
+        metrics = run_dir / METRICS_FILE
+        if start_step and metrics.exists():
+            _drop_records_after(metrics, start_step)  # steps redone after a crash are not doubled
+        self.file = metrics.open("a", encoding="utf-8")
+        self.tensorboard = _tensorboard_writer(run_dir, start_step) if tensorboard else None
+        self.bar = tqdm(
+            total=max_steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=None,  # only on a terminal; logs get the validation lines instead
+            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}{postfix}]",
+        )
+        self.last: dict[str, object] = {}  # the latest step's step, epoch, lr, grad norm
+        self.last_record: dict[str, object] = {}  # the latest train record
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.window_loss, self.window_tokens, self.window_start = 0.0, 0, time.monotonic()
+
+    def elapsed(self) -> float:
+        """Seconds of training, earlier invocations of a resumed run included."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def time_left(self) -> float:
+        """Seconds until train.max_minutes (inf without a limit)."""
+        return self.budget - self.elapsed()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside (validation) does not count towards tokens per second."""
+        start = time.monotonic()
+        yield
+        self.window_start += time.monotonic() - start
+
+    def step(
+        self, step: int, epoch: int, loss: float, tokens: int, lr: float, grad_norm: float
+    ) -> None:
+        self.window_loss += loss * tokens
+        self.window_tokens += tokens
+        self.last = {"step": step, "epoch": epoch, "lr": lr, "grad_norm": round(grad_norm, 4)}
+        self.bar.update()
+
+    def flush_window(self) -> None:
+        """Write a train record for the steps since the last one, and refresh the bar."""
+        if not self.window_tokens:
+            return
+        tokens_per_s = self.window_tokens / max(time.monotonic() - self.window_start, 1e-9)
+        record = {
+            "kind": "train",
+            **self.last,
+            "loss": round(self.window_loss / self.window_tokens, 4),
+            "tokens_per_s": round(tokens_per_s),
+            "elapsed_s": round(self.elapsed(), 1),
+        }
+        self._write(record)
+        self.last_record = record
+        self.bar.set_postfix_str(
+            f"loss={record['loss']:.3f} lr={record['lr']:.2e} tok/s={tokens_per_s:,.0f} "
+            f"eta={self._eta()}"
+        )
+        self._reset_window()
+
+    def validation(self, step: int, epoch: int, result: dict[str, float], best: bool) -> None:
+        self._write({"kind": "valid", "step": step, "epoch": epoch, **result,
+                     "elapsed_s": round(self.elapsed(), 1)})  # fmt: skip
+        train = self.last_record
+        trained = (
+            f"train loss {train['loss']:.3f}, {train['tokens_per_s']:,} tok/s | " if train else ""
+        )
+        log.info(
+            f"step {step} ({self.elapsed() / 60:.1f} min): {trained}valid loss "
+            f"{result['loss']:.3f} ppl {result['ppl']:.2f} BLEU {result['bleu']:.2f} "
+            f"chrF {result['chrf']:.2f}" + (" (best)" if best else "")
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+        self.file.close()
+        if self.tensorboard:
+            self.tensorboard.close()
+
+    def _write(self, record: dict[str, object]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard:
+            for key, value in record.items():
+                if key not in ("kind", "step", "epoch") and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def _eta(self) -> str:
+        """Time until the first stopping rule fires, as m:ss."""
+        step = int(self.last["step"])
+        seconds_per_step = (time.monotonic() - self.started) / max(step - self.start_step, 1)
+        remaining = self.time_left()
+        if self.max_steps:
+            remaining = min(remaining, (self.max_steps - step) * seconds_per_step)
+        return f"{int(remaining // 60)}:{int(remaining % 60):02d}"
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path) -> Iterator[None]:
+    """Copy tcli's log lines (the ones shown on the terminal) into `path`, with timestamps."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("transformer_cli")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # the file gets the INFO lines even when nobody set a level
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl file."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    kept = [record for record in read_records(path) if record["step"] <= step]
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def _tensorboard_writer(run_dir: Path, start_step: int) -> object | None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("train.tensorboard: the tensorboard package is not installed; skipping it")
+        return None
+    return SummaryWriter(run_dir / "tensorboard", purge_step=start_step or None)
