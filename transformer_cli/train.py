@@ -535,11 +535,23 @@ def _check_limits_left(config: Config, state: dict, run_dir: Path) -> None:
 
 
 def _check_precision(config: Config, device: torch.device) -> None:
-    if config.train.precision == "fp16" and device.type != "cuda":
+    precision = config.train.precision
+    if precision == "fp16" and device.type != "cuda":
         raise ConfigError(
             f"train.precision: fp16 training needs a CUDA device, not {device.type}; "
             "use bf16 or fp32"
         )
+    if precision == "bf16" and device.type == "cpu" and not _cpu_has_native_bf16():
+        log.warning(
+            "train.precision: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), "
+            "so bf16 is likely slower than fp32 here; compare with scripts/bench_train.py"
+        )
+
+
+def _cpu_has_native_bf16() -> bool:
+    # Private torch helpers (present in torch 2.x); without them, assume the common case: no.
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def _seed_everything(seed: int) -> None:
