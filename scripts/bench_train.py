@@ -24,7 +24,7 @@ from transformer_cli.data.corpus import read_parallel
 from transformer_cli.data.tokenizer import train_tokenizer
 from transformer_cli.device import resolve_device
 from transformer_cli.run import Translator, build_model, load_run
-from transformer_cli.train import Validator, accumulate_gradients
+from transformer_cli.trainer import Validator, accumulate_gradients
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 

@@ -9,7 +9,7 @@ from transformer_cli.data.batching import Batch, pad_sequences, source_tensor
 from transformer_cli.decode import greedy_decode
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.model.layers import PositionalEncoding, sinusoidal_positions
-from transformer_cli.train import sequence_loss
+from transformer_cli.trainer import sequence_loss
 
 VOCAB = 24
 

@@ -24,7 +24,8 @@ from transformer_cli.errors import ConfigError, RunError
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
 from transformer_cli.schedule import learning_rate
-from transformer_cli.train import accumulate_gradients, resume, train
+from transformer_cli.train import resume, train
+from transformer_cli.trainer import accumulate_gradients
 
 
 def _train_losses(run_dir: Path) -> dict[int, float]:

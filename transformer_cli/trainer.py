@@ -1,0 +1,400 @@
+"""The optimisation loop: teacher forcing, accumulation, autocast, validation, checkpoints.
+
+`Trainer` holds everything a checkpoint must save to continue exactly where it stopped; the
+entry points that build one (a new run, or a resumed one) are in train.py.
+"""
+
+import itertools
+import logging
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from transformer_cli.checkpoint import (
+    prune_checkpoints,
+    save_checkpoint,
+    save_weights,
+)
+from transformer_cli.config import Config
+from transformer_cli.data.batching import Batch, TokenBatchSampler, pair_lengths
+from transformer_cli.data.tokenizer import PAD_ID, Tokenizer
+from transformer_cli.errors import Interrupted
+from transformer_cli.evaluate import score
+from transformer_cli.model import Transformer
+from transformer_cli.records import TrainingLog
+from transformer_cli.run import Translator
+from transformer_cli.schedule import learning_rate
+
+log = logging.getLogger(__name__)
+
+
+def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Summed cross entropy of (batch, len, vocab) logits against (batch, len) ids, PAD ignored."""
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(),
+        targets.flatten(),
+        ignore_index=PAD_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    minutes: float
+    stop_reason: str  # max_steps, max_minutes or early_stopping
+    best_metric: str  # bleu or loss
+    best_value: float
+    best_step: int
+
+
+@dataclass
+class TrainingData:
+    """The encoded training pairs that survived filtering, and the validation text."""
+
+    tokenizer: Tokenizer
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+    valid_src: list[str]
+    valid_tgt: list[str]
+
+
+class Trainer:
+    """The optimisation loop and everything a checkpoint must hold to continue it exactly."""
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        model: Transformer,
+        data: TrainingData,
+        device: torch.device,
+        state: dict | None = None,
+    ) -> None:
+        self.config, self.cfg, self.run_dir = config, config.train, run_dir
+        self.model, self.data, self.device = model, data, device
+        self.checkpoints = run_dir / "checkpoints"
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.cfg.lr, betas=self.cfg.adam_betas, eps=1e-9
+        )
+        # Loss scaling keeps small fp16 gradients from flushing to zero; a no-op otherwise.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.cfg.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            self.cfg.precision
+        )
+        lengths = pair_lengths(data.src_ids, data.tgt_ids)
+        self.sampler = TokenBatchSampler(lengths, self.cfg.batch_tokens, seed=self.cfg.seed)
+        translator = Translator(model, data.tokenizer, config.decode, device)
+        self.validator = Validator(
+            translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
+        )
+        # Counters: optimizer steps taken; the next batch is batches(epoch)[batch_index].
+        self.step, self.epoch, self.batch_index = 0, 0, 0
+        self.best_value: float | None = None
+        self.best_step = self.bad_validations = 0
+        self.elapsed_before, self.validation_seconds = 0.0, 0.0
+        if state is not None:
+            self._load_state(state)
+        log.info(
+            "model: %.2fM parameters, vocabulary %d, device %s, precision %s",
+            model.num_parameters() / 1e6,
+            data.tokenizer.vocab_size,
+            device,
+            self.cfg.precision,
+        )
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        records = TrainingLog(
+            self.run_dir,
+            cfg.max_steps,
+            cfg.max_minutes,
+            start_step=self.step,
+            elapsed_before=self.elapsed_before,
+            tensorboard=cfg.tensorboard,
+        )
+        batches = endless_batches(self.sampler, self.epoch, self.batch_index)
+        self.model.train()
+        try:
+            with StopSignals() as signals:
+                while True:
+                    self._train_step(batches, records)
+                    reason = self._stop_reason(records, signals)
+                    if self.step % cfg.log_every == 0 or reason:
+                        records.flush_window()
+                    validate = self.step % cfg.eval_every == 0 or reason in LIMITS
+                    if validate and self._validate(records) and not reason:
+                        reason = "early_stopping"
+                    if validate or reason:
+                        self._save_checkpoint(records.elapsed())
+                    if reason:
+                        break
+        except Aborted as err:
+            raise Interrupted(
+                f"{err} at step {self.step}; the checkpoints on disk are intact. "
+                f"Resume from the last one with: tcli train --resume {self.run_dir}",
+                err.signum,
+            ) from None
+        finally:
+            records.close()
+        if reason not in (*LIMITS, "early_stopping"):
+            raise Interrupted(
+                f"stopped by {reason} after step {self.step}; checkpoint saved. "
+                f"Resume with: tcli train --resume {self.run_dir}",
+                signal.Signals[reason],
+            )
+        minutes = records.elapsed() / 60
+        log.info(
+            "done (%s): %d steps in %.1f min; best valid %s %.4g at step %d; run saved in %s",
+            reason, self.step, minutes, cfg.best_metric.replace("bleu", "BLEU"), self.best_value,
+            self.best_step,
+            self.run_dir,
+        )  # fmt: skip
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            minutes,
+            reason,
+            cfg.best_metric,
+            self.best_value,
+            self.best_step,
+        )
+
+    def _train_step(
+        self, batches: Iterator[tuple[int, int, list[int]]], records: TrainingLog
+    ) -> None:
+        cfg, data = self.cfg, self.data
+        self.step += 1
+        lr = learning_rate(self.step, cfg, self.config.model.d_model)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        micro_batches = []
+        for _ in range(cfg.accum_steps):
+            self.epoch, index, indices = next(batches)
+            self.batch_index = index + 1
+            micro_batches.append(
+                Batch.from_ids(
+                    [data.src_ids[i] for i in indices], [data.tgt_ids[i] for i in indices]
+                )
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss, tokens = accumulate_gradients(
+            self.model, micro_batches, cfg.label_smoothing, self.device, self.autocast_dtype,
+            self.scaler,
+        )  # fmt: skip
+        self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
+        max_norm = cfg.clip_grad_norm or math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        records.step(self.step, self.epoch, step_loss, tokens, lr, grad_norm)
+
+    def _stop_reason(self, records: TrainingLog, signals: "StopSignals") -> str | None:
+        if signals.received is not None:
+            return signal.Signals(signals.received).name
+        if self.step == self.cfg.max_steps:
+            return "max_steps"
+        # Stop early enough that the final validation ends by the deadline.
+        if records.time_left() <= self.validation_seconds:
+            return "max_minutes"
+        return None
+
+    def _validate(self, records: TrainingLog) -> bool:
+        """Validate, keep the best weights; True when early stopping's patience has run out."""
+        started = time.monotonic()
+        with records.paused():
+            result = self.validator.run()
+        self.validation_seconds = time.monotonic() - started
+        value = result[self.cfg.best_metric]
+        better = self.best_value is None or (
+            value > self.best_value if self.cfg.best_metric == "bleu" else value < self.best_value
+        )
+        if better:
+            self.best_value, self.best_step, self.bad_validations = value, self.step, 0
+            metadata = {"step": self.step, **{f"valid_{k}": v for k, v in result.items()}}
+            save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
+        else:
+            self.bad_validations += 1
+        records.validation(self.step, self.epoch, result, better)
+        patience = self.cfg.early_stopping_patience
+        if patience and self.bad_validations >= patience:
+            log.info(
+                "early stopping: %d validations without a better %s", patience, self.cfg.best_metric
+            )
+            return True
+        return False
+
+    def _save_checkpoint(self, elapsed: float) -> None:
+        self.elapsed_before = elapsed
+        save_checkpoint(self.checkpoints, self.step, self.model, self.state_dict(), {})
+        prune_checkpoints(self.checkpoints, self.cfg.keep_last)
+
+    def state_dict(self) -> dict:
+        """Everything but the weights that the next step depends on (tensors and plain data)."""
+        np_state = np.random.get_state()
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "bad_validations": self.bad_validations,
+            "elapsed_s": self.elapsed_before,
+            "validation_seconds": self.validation_seconds,
+            "rng": {
+                "python": random.getstate(),
+                "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.step, self.epoch, self.batch_index = (
+            state["step"],
+            state["epoch"],
+            state["batch_index"],
+        )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.bad_validations = state["bad_validations"]
+        self.elapsed_before = state["elapsed_s"]
+        self.validation_seconds = state["validation_seconds"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def accumulate_gradients(
+    model: Transformer,
+    batches: list[Batch],
+    label_smoothing: float,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[float, int]:
+    """Add the gradient of the per-token loss over all `batches` to the parameters' .grad.
+
+    Each batch's summed loss is divided by the target tokens of all of them, so k micro-batches
+    give exactly the gradient of one batch holding them all. Returns (loss per token, tokens).
+    """
+    tokens = sum(batch.n_tgt_tokens for batch in batches)
+    total = 0.0
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(batch.src, batch.tgt_in)  # (batch, tgt_len, vocab)
+        loss = sequence_loss(logits, batch.tgt_out, label_smoothing) / tokens
+        (scaler.scale(loss) if scaler else loss).backward()
+        total += loss.item()
+    return total, tokens
+
+
+LIMITS = ("max_steps", "max_minutes")
+
+
+class StopSignals:
+    """The first SIGINT (Ctrl-C) or SIGTERM asks training to stop after the current step and
+    save a checkpoint; a second one aborts at once (atomic writes keep every file whole)."""
+
+    def __enter__(self) -> "StopSignals":
+        self.received: int | None = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            raise Aborted(signum)
+        self.received = signum
+        tqdm.write(
+            f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
+            "(press Ctrl-C again to abort without saving)",
+            file=sys.stderr,
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Aborted(KeyboardInterrupt):
+    """A second stop signal: leave now (a KeyboardInterrupt, so that nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"aborted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def endless_batches(
+    sampler: TokenBatchSampler, epoch: int = 0, index: int = 0
+) -> Iterator[tuple[int, int, list[int]]]:
+    """(epoch, index in epoch, example indices) for every batch from (epoch, index) on, forever."""
+    for current in itertools.count(epoch):
+        epoch_batches = sampler.batches(current)
+        for position in range(index, len(epoch_batches)):
+            yield current, position, epoch_batches[position]
+        index = 0
+
+
+class Validator:
+    """Validation loss, perplexity, BLEU and chrF, translating with `tcli translate`'s code."""
+
+    def __init__(
+        self, translator: Translator, sources: list[str], references: list[str], batch_tokens: int
+    ) -> None:
+        self.translator, self.sources, self.references = translator, sources, references
+        tokenizer = translator.tokenizer
+        src_ids, tgt_ids = tokenizer.encode(sources), tokenizer.encode(references)
+        sampler = TokenBatchSampler(pair_lengths(src_ids, tgt_ids), batch_tokens, shuffle=False)
+        self.batches = [
+            Batch.from_ids([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk])
+            for chunk in sampler.batches()
+        ]
+
+    @torch.no_grad()
+    def loss(self) -> float:
+        """Mean per-token cross entropy (no label smoothing) over the validation targets."""
+        model = self.translator.model
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        for batch in self.batches:
+            batch = batch.to(self.translator.device)
+            total += float(sequence_loss(model(batch.src, batch.tgt_in), batch.tgt_out))
+            tokens += batch.n_tgt_tokens
+        model.train(was_training)
+        return total / tokens
+
+    def run(self) -> dict[str, float]:
+        loss = self.loss()
+        scores = score(self.translator.translate(self.sources), self.references)
+        return {
+            "loss": round(loss, 4),
+            "ppl": round(math.exp(min(loss, 100.0)), 3),
+            "bleu": round(scores.bleu, 2),
+            "chrf": round(scores.chrf, 2),
+        }
