@@ -74,7 +74,7 @@ def test_training_state_holds_what_resuming_needs(corpus, tmp_path):
 
 def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model = torch.nn.Linear(3, 2)
-    save_checkpoint(tmp_path, 1, model, {"step": 1}, {})
+    save_checkpoint(tmp_path, 1, model, {"step": 1})
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     real_replace = os.replace
 
@@ -87,7 +87,7 @@ def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, 
     with torch.no_grad():
         model.weight += 1
     with pytest.raises(OSError, match="power cut"):
-        save_checkpoint(tmp_path, 2, model, {"step": 2}, {})
+        save_checkpoint(tmp_path, 2, model, {"step": 2})
     monkeypatch.setattr(os, "replace", real_replace)
 
     assert latest_step(tmp_path) == 1  # the pointer still names the complete checkpoint

@@ -54,11 +54,9 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
     return metadata
 
 
-def save_checkpoint(
-    directory: Path, step: int, model: torch.nn.Module, state: dict, metadata: dict[str, object]
-) -> None:
+def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, state: dict) -> None:
     """Weights and training state of `step`, then the pointer that makes them the latest."""
-    save_weights(model, directory / f"{step_name(step)}.safetensors", {"step": step, **metadata})
+    save_weights(model, directory / f"{step_name(step)}.safetensors", {"step": step})
     atomic_write(directory / f"{step_name(step)}.state.pt", lambda tmp: torch.save(state, tmp))
     atomic_write_text(directory / LATEST_FILE, json.dumps({"step": step}) + "\n")
 

@@ -25,7 +25,6 @@ app = typer.Typer(
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 ]
-METRIC_NAMES = {"bleu": "BLEU", "loss": "loss"}
 CheckpointOption = Annotated[
     str,
     typer.Option(
@@ -82,11 +81,7 @@ def train(
     else:
         resolved = load_config(config, overrides or [])
         result = run_training(resolved, out or Path("runs") / config.stem, device, overwrite)
-    print(
-        f"best valid {METRIC_NAMES[result.best_metric]} {result.best_value:.4g} "
-        f"(step {result.best_step}); "
-        f"stopped at step {result.steps} ({result.stop_reason}); run: {result.run_dir}"
-    )
+    print(f"{result.summary()}; run: {result.run_dir}")
 
 
 @app.command(

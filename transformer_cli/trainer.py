@@ -61,6 +61,13 @@ class TrainResult:
     best_value: float
     best_step: int
 
+    def summary(self) -> str:
+        metric = {"bleu": "BLEU"}.get(self.best_metric, self.best_metric)
+        return (
+            f"best valid {metric} {self.best_value:.4g} (step {self.best_step}); "
+            f"stopped at step {self.steps} ({self.stop_reason}) after {self.minutes:.1f} min"
+        )
+
 
 @dataclass
 class TrainingData:
@@ -157,22 +164,17 @@ class Trainer:
                 f"Resume with: tcli train --resume {self.run_dir}",
                 signal.Signals[reason],
             )
-        minutes = records.elapsed() / 60
-        log.info(
-            "done (%s): %d steps in %.1f min; best valid %s %.4g at step %d; run saved in %s",
-            reason, self.step, minutes, cfg.best_metric.replace("bleu", "BLEU"), self.best_value,
-            self.best_step,
-            self.run_dir,
-        )  # fmt: skip
-        return TrainResult(
-            self.run_dir,
-            self.step,
-            minutes,
-            reason,
-            cfg.best_metric,
-            self.best_value,
-            self.best_step,
+        result = TrainResult(
+            run_dir=self.run_dir,
+            steps=self.step,
+            minutes=records.elapsed() / 60,
+            stop_reason=reason,
+            best_metric=cfg.best_metric,
+            best_value=self.best_value,
+            best_step=self.best_step,
         )
+        log.info("done: %s", result.summary())
+        return result
 
     def _train_step(
         self, batches: Iterator[tuple[int, int, list[int]]], records: TrainingLog
@@ -240,7 +242,7 @@ class Trainer:
 
     def _save_checkpoint(self, elapsed: float) -> None:
         self.elapsed_before = elapsed
-        save_checkpoint(self.checkpoints, self.step, self.model, self.state_dict(), {})
+        save_checkpoint(self.checkpoints, self.step, self.model, self.state_dict())
         prune_checkpoints(self.checkpoints, self.cfg.keep_last)
 
     def state_dict(self) -> dict:
