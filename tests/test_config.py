@@ -131,4 +131,4 @@ def test_resolved_config_round_trips_through_yaml():
 
 def test_readme_config_reference_matches_the_schema():
     readme = (CONFIGS.parent / "README.md").read_text(encoding="utf-8")
-    assert config_reference() in readme, "regenerate: python -m transformer_cli.config"
+    assert config_reference() in readme, "run: python scripts/sync_readme_config.py"

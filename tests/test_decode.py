@@ -9,7 +9,7 @@ from transformer_cli.data.tokenizer import EOS_ID
 from transformer_cli.decode import greedy_decode, max_output_lengths
 from transformer_cli.errors import DataError
 from transformer_cli.evaluate import score
-from transformer_cli.model import TransformerConfig
+from transformer_cli.model import DecoderState, TransformerConfig
 
 VOCAB = 12
 
@@ -23,14 +23,20 @@ class ScriptedModel:
         self.calls = 0
 
     def encode(self, src):
-        return torch.zeros(src.size(0), src.size(1), 4), None
+        # The "memory" of row i carries i, so that a row can be recognised after others are dropped.
+        memory = torch.arange(src.size(0), dtype=torch.float)[:, None, None].expand(-1, 1, 4)
+        return memory, torch.ones(src.size(0), 1, 1, 1, dtype=torch.bool)
 
-    def decode(self, tokens, memory, src_mask):
+    def start_decoding(self, memory, src_mask):
+        return DecoderState(memory, src_mask, caches=[])
+
+    def decode_step(self, tokens, state):
         self.calls += 1
-        step = tokens.size(1) - 1  # tokens generated so far
-        logits = torch.zeros(tokens.size(0), tokens.size(1), VOCAB)
-        for row, script in enumerate(self.scripts):
-            logits[row, -1, script[min(step, len(script) - 1)]] = 10.0
+        logits = torch.zeros(tokens.size(0), VOCAB)
+        for row, sentence in enumerate(state.memory[:, 0, 0].long().tolist()):
+            script = self.scripts[sentence]
+            logits[row, script[min(state.length, len(script) - 1)]] = 10.0
+        state.length += 1
         return logits
 
 

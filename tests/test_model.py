@@ -14,20 +14,31 @@ from transformer_cli.trainer import sequence_loss
 VOCAB = 24
 
 
-@pytest.fixture
-def model() -> Transformer:
+VARIANTS = {
+    "paper": {"attention": "explicit"},  # post-norm, sinusoidal positions, untied
+    "fused": {"attention": "fused"},
+    "pre-norm": {"norm": "pre"},
+    "tied-decoder": {"tie_embeddings": "decoder"},
+    "tied-all+learned": {"tie_embeddings": "all", "positional": "learned", "max_positions": 64},
+}
+
+
+def make_model(**options: object) -> Transformer:
     torch.manual_seed(0)
     config = TransformerConfig(
-        src_vocab_size=VOCAB,
-        tgt_vocab_size=VOCAB,
-        d_model=32,
-        n_heads=4,
-        n_encoder_layers=2,
-        n_decoder_layers=2,
-        d_ff=64,
-        dropout=0.0,
-    )
-    return Transformer(config).eval()
+        src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, d_model=32, n_heads=4, n_encoder_layers=2,
+        n_decoder_layers=2, d_ff=64, dropout=0.0, **options,
+    )  # fmt: skip
+    model = Transformer(config).eval()
+    for name, param in model.named_parameters():
+        if "norm" in name:  # move LayerNorms off their (1, 0) init so that they matter
+            torch.nn.init.normal_(param, mean=float(name.endswith("weight")), std=0.2)
+    return model
+
+
+@pytest.fixture(params=list(VARIANTS), ids=list(VARIANTS))
+def model(request) -> Transformer:
+    return make_model(**VARIANTS[request.param])
 
 
 def _random_ids(length: int, generator: torch.Generator) -> list[int]:
@@ -121,3 +132,75 @@ def test_positional_encoding_extends_past_its_initial_table():
 def test_pad_embedding_is_zero_and_padding_is_right_aligned(model):
     assert model.src_embed.weight[0].abs().max() == 0
     assert pad_sequences([[5], [5, 6, 7]]).tolist() == [[5, 0, 0], [5, 6, 7]]
+
+
+def test_cached_step_by_step_logits_equal_full_recompute(model):
+    gen = torch.Generator().manual_seed(6)
+    src = source_tensor([_random_ids(n, gen) for n in (5, 9, 2)])
+    tgt = torch.tensor([[2, *_random_ids(8, gen)] for _ in range(3)])  # BOS + 8 tokens each
+    memory, src_mask = model.encode(src)
+    full = model.decode(tgt, memory, src_mask)  # (3, 9, vocab)
+    state = model.start_decoding(memory, src_mask)
+    for t in range(tgt.size(1)):
+        step_logits = model.decode_step(tgt[:, t : t + 1], state)
+        torch.testing.assert_close(step_logits, full[:, t], atol=1e-5, rtol=0)
+
+
+def test_cached_greedy_equals_recompute_greedy(model):
+    gen = torch.Generator().manual_seed(7)
+    src = source_tensor([_random_ids(n, gen) for n in (3, 11, 6, 1, 8)])
+    assert greedy_decode(model, src, 1.5, 4) == greedy_decode(model, src, 1.5, 4, use_cache=False)
+
+
+def test_dropping_rows_from_the_decoder_state_keeps_the_others():
+    model = make_model()
+    gen = torch.Generator().manual_seed(8)
+    src = source_tensor([_random_ids(n, gen) for n in (4, 7, 5)])
+    memory, src_mask = model.encode(src)
+    tgt = torch.tensor([[2, *_random_ids(3, gen)] for _ in range(3)])
+    state = model.start_decoding(memory, src_mask)
+    for t in range(2):
+        model.decode_step(tgt[:, t : t + 1], state)
+    kept = state.select(torch.tensor([2, 0]))  # row 1 finished; the order may change too
+    full = model.decode(tgt[[2, 0]], memory[[2, 0]], src_mask[[2, 0]])
+    torch.testing.assert_close(
+        model.decode_step(tgt[[2, 0], 2:3], kept), full[:, 2], atol=1e-5, rtol=0
+    )
+
+
+def test_tied_embeddings_share_one_matrix():
+    decoder, everything, untied = (make_model(tie_embeddings=t) for t in ("decoder", "all", "none"))
+    assert decoder.output_proj.weight is decoder.tgt_embed.weight
+    assert decoder.src_embed.weight is not decoder.tgt_embed.weight
+    assert (
+        everything.output_proj.weight is everything.src_embed.weight is everything.tgt_embed.weight
+    )
+    embedding = VOCAB * 32
+    assert untied.num_parameters() - decoder.num_parameters() == embedding
+    assert untied.num_parameters() - everything.num_parameters() == 2 * embedding
+
+
+def test_tying_everything_needs_one_vocabulary():
+    config = TransformerConfig(src_vocab_size=10, tgt_vocab_size=12, tie_embeddings="all")
+    with pytest.raises(ValueError, match="joint"):
+        Transformer(config)
+
+
+def test_pre_norm_ends_each_stack_with_a_layer_norm():
+    pre, post = make_model(norm="pre"), make_model(norm="post")
+    assert isinstance(pre.encoder_norm, torch.nn.LayerNorm) and isinstance(
+        pre.decoder_norm, torch.nn.LayerNorm
+    )
+    assert isinstance(post.encoder_norm, torch.nn.Identity)
+    # the same weights give different functions: the norm really moved
+    post.load_state_dict(
+        {k: v for k, v in pre.state_dict().items() if "_norm." not in k}, strict=True
+    )
+    src, tgt = source_tensor([[5, 6, 7]]), torch.tensor([[2, 8]])
+    assert not torch.allclose(pre(src, tgt), post(src, tgt))
+
+
+def test_learned_positions_refuse_sequences_past_their_table():
+    model = make_model(positional="learned", max_positions=4)
+    with pytest.raises(ValueError, match="max_positions=4"):
+        model(source_tensor([[5] * 6]), torch.tensor([[2, 5]]))

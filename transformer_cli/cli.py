@@ -1,15 +1,20 @@
 """The `tcli` command line: parses arguments and calls the library functions that do the work."""
 
+import itertools
 import json
 import logging
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from tqdm import tqdm
 
 from transformer_cli.errors import TcliError
+
+if TYPE_CHECKING:  # imported lazily at run time, so that --help does not wait for torch
+    from transformer_cli.run import Translator
 
 app = typer.Typer(
     name="tcli",
@@ -86,7 +91,9 @@ def train(
 
 @app.command(
     epilog="\b\nExamples:\n  echo 'The dog sees the cat.' | tcli translate runs/toy\n"
-    "  tcli translate runs/toy --input test.en --output test.hyp.de --batch-size 128"
+    "  tcli translate runs/toy --input test.en --output test.hyp.de --beam 5\n"
+    "  tcli translate runs/toy --input test.en --nbest 3\n"
+    "  tcli translate runs/toy --input test.en --score test.de"
 )
 def translate(
     run_dir: Annotated[
@@ -100,27 +107,85 @@ def translate(
         int | None,
         typer.Option("--batch-size", min=1, help="Sentences per batch [default: config]."),
     ] = None,
+    beam: Annotated[
+        int | None,
+        typer.Option("--beam", min=1, help="Beam search with N hypotheses [default: config]."),
+    ] = None,
+    nbest: Annotated[
+        int | None,
+        typer.Option(
+            "--nbest",
+            min=1,
+            help="Print the K best translations of each line (beam search), one per line, as "
+            "'LINE ||| TRANSLATION ||| SCORE' (LINE counts from 0).",
+        ),
+    ] = None,
+    score: Annotated[
+        Path | None,
+        typer.Option(
+            "--score",
+            metavar="TARGETS",
+            help="Do not translate: print the model's log-probability of each line of TARGETS "
+            "given the input line (force decoding).",
+        ),
+    ] = None,
 ) -> None:
     """Translate one sentence a line, keeping line count and order."""
     from transformer_cli.data.corpus import decode_lines, read_lines
     from transformer_cli.files import atomic_write_text
     from transformer_cli.run import load_run
 
+    if score is not None and (beam or nbest):
+        raise TcliError("--score force-decodes given targets: it takes no --beam or --nbest")
     run = load_run(run_dir, device, checkpoint)
+    if beam is not None or nbest is not None:
+        beam_size = beam or max(run.decode.beam_size, nbest)
+        run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam_size})
     batch_size = batch_size or run.decode.batch_size
     if input == "-":
-        # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
-        chunk = 1 if sys.stdin.isatty() else 16 * batch_size
         lines = decode_lines(sys.stdin.buffer, "stdin")  # the same line rules as for files
-        translations = run.translate_stream(lines, chunk, batch_size)
+        # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
+        chunk_size, progress = (1 if sys.stdin.isatty() else 16 * batch_size), False
     else:
-        translations = run.translate(read_lines(input, "--input"), batch_size, progress=True)
+        lines = read_lines(input, "--input")
+        chunk_size, progress = max(len(lines), 1), True
+    if score is not None:
+        sources, targets = list(lines), read_lines(score, "--score")
+        if len(sources) != len(targets):
+            raise TcliError(
+                f"--score {score} has {len(targets)} lines but the input has {len(sources)}"
+            )
+        results = (f"{value:.4f}" for value in run.score(sources, targets, batch_size))
+    else:
+        results = _translations(run, lines, chunk_size, batch_size, nbest, progress)
     if output == "-":
-        for line in translations:  # UTF-8 whatever the locale, as the output files are
+        for line in results:  # UTF-8 whatever the locale, as the output files are
             sys.stdout.buffer.write(f"{line}\n".encode())
             sys.stdout.buffer.flush()
     else:
-        atomic_write_text(output, "".join(f"{line}\n" for line in translations))
+        atomic_write_text(output, "".join(f"{line}\n" for line in results))
+
+
+def _translations(
+    run: "Translator",
+    lines: Iterable[str],
+    chunk_size: int,
+    batch_size: int,
+    nbest: int | None,
+    progress: bool,
+) -> Iterator[str]:
+    """Output lines for `lines`, translated `chunk_size` at a time (n-best lines if asked)."""
+    iterator, first = iter(lines), 0
+    while chunk := list(itertools.islice(iterator, chunk_size)):
+        if nbest:
+            for number, hypotheses in enumerate(
+                run.translate_nbest(chunk, nbest, batch_size, progress)
+            ):
+                for text, value in hypotheses:
+                    yield f"{first + number} ||| {text} ||| {value:.4f}"
+        else:
+            yield from run.translate(chunk, batch_size, progress)
+        first += len(chunk)
 
 
 @app.command(

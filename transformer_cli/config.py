@@ -59,6 +59,24 @@ class ModelConfig(_Section):
     dropout: float = Field(
         ge=0, lt=1, description="dropout on embeddings, attention weights and sublayer outputs"
     )
+    attention: Literal["explicit", "fused"] = Field(
+        "explicit",
+        description="explicit: our matmul-softmax-matmul; fused: F.scaled_dot_product_attention",
+    )
+    norm: Literal["post", "pre"] = Field(
+        "post", description="LayerNorm after each residual (the paper) or before each sublayer"
+    )
+    tie_embeddings: Literal["none", "decoder", "all"] = Field(
+        "none",
+        description="share the output projection with the target embedding (decoder) "
+        "and with the source embedding too (all)",
+    )
+    positional: Literal["sinusoidal", "learned"] = Field(
+        "sinusoidal", description="position encoding added to the embeddings"
+    )
+    max_positions: int = Field(
+        1024, gt=0, description="longest sequence a learned position table covers"
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> "ModelConfig":
@@ -134,6 +152,13 @@ class DecodeConfig(_Section):
     )
     max_len_b: int = Field(ge=1, description="see max_len_a")
     batch_size: int = Field(64, gt=0, description="sentences decoded together")
+    strategy: Literal["greedy", "beam"] = Field("greedy", description="search algorithm")
+    beam_size: int = Field(5, gt=0, description="hypotheses kept per sentence by beam search")
+    length_penalty: float = Field(
+        0.6,
+        ge=0,
+        description="GNMT length penalty alpha: beam scores are log P / ((5 + length) / 6)^alpha",
+    )
 
 
 class Config(_Section):

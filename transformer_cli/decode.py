@@ -1,10 +1,30 @@
-"""Search: turning the model's next-token logits into output token sequences."""
+"""Search: turning the model's next-token distributions into output sequences, and scoring them.
+
+Every search here decodes incrementally (the decoder's keys and values are cached, one new token
+per step) and drops sentences from the batch as soon as they are finished. `greedy_decode` keeps
+the obvious version, which re-runs the decoder over the whole prefix at every step, behind
+`use_cache=False`, as the reference the tests and the benchmark compare against.
+
+A sentence's output is limited to `max_len_a * source_tokens + max_len_b` tokens (EOS not
+counted); a hypothesis that reaches the limit ends there without EOS.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from transformer_cli.data.batching import pad_sequences
 from transformer_cli.data.tokenizer import BOS_ID, EOS_ID
 from transformer_cli.model import Transformer
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # the output, without BOS and EOS
+    score: float  # what the search ranks by: log_prob / length penalty
+    log_prob: float  # the sum of the token log-probabilities (EOS included if produced)
 
 
 def max_output_lengths(src: Tensor, pad_id: int, max_len_a: float, max_len_b: int) -> Tensor:
@@ -13,37 +33,159 @@ def max_output_lengths(src: Tensor, pad_id: int, max_len_a: float, max_len_b: in
     return (max_len_a * src_tokens + max_len_b).floor().long().clamp(min=1)
 
 
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016); 1 for alpha = 0."""
+    return ((5 + length) / 6) ** alpha
+
+
+def _next_token_log_probs(logits: Tensor, pad_id: int) -> Tensor:
+    log_probs = logits.float().log_softmax(dim=-1)
+    log_probs[:, [pad_id, BOS_ID]] = float("-inf")  # never valid outputs
+    return log_probs
+
+
 @torch.no_grad()
 def greedy_decode(
-    model: Transformer, src: Tensor, max_len_a: float, max_len_b: int
+    model: Transformer, src: Tensor, max_len_a: float, max_len_b: int, use_cache: bool = True
 ) -> list[list[int]]:
-    """Batched greedy search: at each step every unfinished sentence takes its most likely token.
+    """Batched greedy search: every unfinished sentence takes its most likely next token.
 
-    src: (batch, src_len) ids ending in EOS, padded. A sentence stops at its own EOS or at its own
-    length limit; the returned id lists hold neither BOS nor EOS.
-    This version re-runs the decoder over the whole prefix at every step (O(n²) per sentence).
+    src: (batch, src_len) ids ending in EOS, padded. Returns each sentence's output ids.
+    `use_cache=False` re-runs the decoder over the whole prefix at every step: O(n²) work per
+    sentence instead of O(n), the same result.
     """
     pad_id = model.config.pad_id
     memory, src_mask = model.encode(src)  # (batch, src_len, d_model), (batch, 1, 1, src_len)
     limits = max_output_lengths(src, pad_id, max_len_a, max_len_b)
-    batch = src.size(0)
-    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=src.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    outputs: list[list[int]] = [[] for _ in range(src.size(0))]
+    sentence = torch.arange(src.size(0), device=src.device)  # which sentence each row is
+    tokens = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+    state = model.start_decoding(memory, src_mask) if use_cache else None
     for step in range(1, int(limits.max()) + 1):
-        logits = model.decode(tokens, memory, src_mask)[:, -1]  # (batch, vocab)
-        logits[:, [pad_id, BOS_ID]] = float("-inf")  # never valid outputs
-        next_token = logits.argmax(dim=-1).masked_fill(done, pad_id)  # finished rows get PAD
-        tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (batch, step + 1)
-        done |= (next_token == EOS_ID) | (limits <= step)
-        if done.all():
+        if state is not None:
+            logits = model.decode_step(tokens[:, -1:], state)  # (rows, vocab)
+        else:
+            logits = model.decode(tokens, memory, src_mask)[:, -1]
+        next_token = _next_token_log_probs(logits, pad_id).argmax(dim=-1)  # (rows,)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (rows, step + 1)
+        done = (next_token == EOS_ID) | (limits[sentence] <= step)
+        if done.any():
+            for row in done.nonzero().flatten().tolist():
+                outputs[sentence[row]] = _strip_eos(tokens[row, 1:].tolist())
+            keep = (~done).nonzero().flatten()  # finished sentences stop costing work
+            if keep.numel() == 0:
+                break
+            sentence, tokens = sentence[keep], tokens[keep]
+            memory, src_mask = memory[keep], src_mask[keep]
+            if state is not None:
+                state = state.select(keep)
+    return outputs
+
+
+@torch.no_grad()
+def beam_search(
+    model: Transformer,
+    src: Tensor,
+    beam_size: int,
+    max_len_a: float,
+    max_len_b: int,
+    alpha: float = 0.0,
+    nbest: int = 1,
+) -> list[list[Hypothesis]]:
+    """Batched beam search over sentences and beams; the `nbest` best hypotheses per sentence.
+
+    Each step extends every live hypothesis by every token and keeps the `beam_size` best
+    continuations per sentence. A continuation ending in EOS that ranks among the best
+    `beam_size` becomes a finished hypothesis, scored by log P / length_penalty(|Y|, alpha).
+    A sentence stops when its `nbest` best finished hypotheses can no longer be beaten: a live
+    hypothesis's log-probability only falls as it grows, so log P / length_penalty(limit) bounds
+    every score it can still reach.
+    """
+    pad_id, k, device = model.config.pad_id, beam_size, src.device
+    memory, src_mask = model.encode(src)
+    limits = max_output_lengths(src, pad_id, max_len_a, max_len_b).tolist()
+    # Rows are grouped by sentence: row slot * k + j is beam j of the slot-th live sentence.
+    state = model.start_decoding(memory.repeat_interleave(k, 0), src_mask.repeat_interleave(k, 0))
+    live = list(range(src.size(0)))  # the sentence of each slot
+    tokens = torch.full((len(live) * k, 1), BOS_ID, dtype=torch.long, device=device)
+    scores = torch.full((len(live), k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # at first only one hypothesis per sentence: BOS
+    finished: list[list[Hypothesis]] = [[] for _ in live]
+    for step in range(1, max(limits) + 1):
+        log_probs = _next_token_log_probs(model.decode_step(tokens[:, -1:], state), pad_id)
+        vocab = log_probs.size(-1)
+        candidates = (scores[:, :, None] + log_probs.view(len(live), k, vocab)).view(len(live), -1)
+        # 2k candidates: even if k of them end in EOS, k others continue.
+        top_scores, top_ids = candidates.topk(min(2 * k, candidates.size(1)), dim=1)
+        next_live, parent_rows, next_tokens, next_scores = [], [], [], []
+        for slot, sentence in enumerate(live):
+            beams = []
+            for rank, (score, index) in enumerate(
+                zip(top_scores[slot].tolist(), top_ids[slot].tolist(), strict=True)
+            ):
+                if score == float("-inf") or len(beams) == k:
+                    break
+                row, token = slot * k + index // vocab, index % vocab
+                if token == EOS_ID:
+                    if rank < k:
+                        prefix = tokens[row, 1:].tolist()
+                        finished[sentence].append(
+                            Hypothesis(prefix, score / length_penalty(step, alpha), score)
+                        )
+                else:
+                    beams.append((row, token, score))
+            if step >= limits[sentence]:  # out of room: the live hypotheses end here
+                for row, token, score in beams:
+                    hypothesis = [*tokens[row, 1:].tolist(), token]
+                    finished[sentence].append(
+                        Hypothesis(hypothesis, score / length_penalty(step, alpha), score)
+                    )
+                continue
+            if not beams or _cannot_improve(
+                finished[sentence], beams, nbest, limits[sentence], alpha
+            ):
+                continue
+            beams += [(*beams[-1][:2], float("-inf"))] * (k - len(beams))  # pad with dead beams
+            next_live.append(sentence)
+            for row, token, score in beams:
+                parent_rows.append(row)
+                next_tokens.append(token)
+                next_scores.append(score)
+        if not next_live:
             break
-    return [_strip(row, pad_id) for row in tokens[:, 1:].tolist()]
+        rows = torch.tensor(parent_rows, device=device)
+        state = state.select(rows)  # follow each beam's parent; drop finished sentences
+        new_tokens = torch.tensor(next_tokens, device=device)[:, None]
+        tokens = torch.cat([tokens[rows], new_tokens], dim=1)
+        scores = torch.tensor(next_scores, device=device).view(len(next_live), k)
+        live = next_live
+    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
 
 
-def _strip(ids: list[int], pad_id: int) -> list[int]:
-    """The tokens before the first EOS or PAD: a row ends with EOS + PADs, or with PADs alone
-    when it reached its length limit first (PAD itself is never generated)."""
-    for position, token in enumerate(ids):
-        if token in (EOS_ID, pad_id):
-            return ids[:position]
-    return ids
+def _cannot_improve(
+    finished: list[Hypothesis],
+    beams: list[tuple[int, int, float]],
+    nbest: int,
+    limit: int,
+    alpha: float,
+) -> bool:
+    if len(finished) < nbest:
+        return False
+    worst_kept = sorted((h.score for h in finished), reverse=True)[nbest - 1]
+    best_reachable = max(score for _, _, score in beams) / length_penalty(limit, alpha)
+    return worst_kept >= best_reachable
+
+
+@torch.no_grad()
+def score_targets(model: Transformer, src: Tensor, targets: Sequence[Sequence[int]]) -> list[float]:
+    """Log-probability of each target sequence (+ EOS) given its source: force decoding."""
+    pad_id = model.config.pad_id
+    tgt_in = pad_sequences([[BOS_ID, *t] for t in targets], pad_id).to(src.device)
+    tgt_out = pad_sequences([[*t, EOS_ID] for t in targets], pad_id).to(src.device)
+    log_probs = model(src, tgt_in).float().log_softmax(dim=-1)  # (batch, tgt_len, vocab)
+    picked = log_probs.gather(-1, tgt_out[..., None]).squeeze(-1)  # (batch, tgt_len)
+    return picked.masked_fill(tgt_out == pad_id, 0.0).sum(dim=1).tolist()
+
+
+def _strip_eos(ids: list[int]) -> list[int]:
+    return ids[:-1] if ids and ids[-1] == EOS_ID else ids

@@ -9,10 +9,10 @@ A run directory holds everything needed to translate, and nothing needs the orig
     train.log         the lines training printed, with timestamps
 """
 
-import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import yaml
@@ -22,10 +22,12 @@ from transformer_cli.checkpoint import load_weights, resolve_checkpoint
 from transformer_cli.config import Config, DecodeConfig, validate_config
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizer
-from transformer_cli.decode import greedy_decode
+from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
 from transformer_cli.errors import RunError
 from transformer_cli.model import Transformer, TransformerConfig
+
+T = TypeVar("T")
 
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.model"
@@ -63,36 +65,95 @@ class Translator:
     def translate(
         self, sentences: Sequence[str], batch_size: int | None = None, progress: bool = False
     ) -> list[str]:
-        """Translate each sentence (blank in, blank out); the output order is the input order."""
+        """Translate each sentence (blank in, blank out); the output order is the input order.
+
+        Greedy or beam search as `decode.strategy` says.
+        """
+        if self.decode.strategy == "beam":
+            best = self.translate_nbest(sentences, 1, batch_size, progress)
+            return [hypotheses[0][0] if hypotheses else "" for hypotheses in best]
+        d = self.decode
+        outputs = self._each_batch(
+            self.tokenizer.encode(sentences),
+            batch_size,
+            progress,
+            lambda src, _: greedy_decode(self.model, src, d.max_len_a, d.max_len_b),
+        )
+        return self._detokenize(outputs)
+
+    def translate_nbest(
+        self,
+        sentences: Sequence[str],
+        nbest: int,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> list[list[tuple[str, float]]]:
+        """The `nbest` best beam-search translations of each sentence with their scores
+        (log-probability / length penalty), best first; blank sentences get none."""
+        d = self.decode
+        beam_size = max(d.beam_size, nbest)
+        hypotheses = self._each_batch(
+            self.tokenizer.encode(sentences),
+            batch_size,
+            progress,
+            lambda src, _: beam_search(
+                self.model, src, beam_size, d.max_len_a, d.max_len_b, d.length_penalty, nbest
+            ),
+        )
+        return [
+            list(
+                zip(
+                    self._detokenize([h.tokens for h in hyps]), [h.score for h in hyps], strict=True
+                )
+            )
+            if hyps
+            else []
+            for hyps in hypotheses
+        ]
+
+    def score(
+        self, sources: Sequence[str], targets: Sequence[str], batch_size: int | None = None
+    ) -> list[float]:
+        """The model's log-probability of each target (+ EOS) given its source (force decoding)."""
+        tgt_ids = self.tokenizer.encode(targets)
+        scores = self._each_batch(
+            self.tokenizer.encode(sources),
+            batch_size,
+            False,
+            lambda src, rows: score_targets(self.model, src, [tgt_ids[i] for i in rows]),
+        )
+        return [0.0 if s is None else s for s in scores]
+
+    def _each_batch(
+        self,
+        src_ids: list[list[int]],
+        batch_size: int | None,
+        progress: bool,
+        run: Callable[[torch.Tensor, list[int]], list[T]],
+    ) -> list[T | None]:
+        """Call run(src tensor, sentence indices) on batches of similar-length sentences and
+        return its per-sentence results in input order (None for blank sentences)."""
         batch_size = batch_size or self.decode.batch_size
-        ids = self.tokenizer.encode(sentences)
         # Sentences of similar length decode together: less padding, fewer wasted steps.
-        order = sorted((i for i, seq in enumerate(ids) if seq), key=lambda i: len(ids[i]))
-        translations = [""] * len(sentences)
+        order = sorted((i for i, seq in enumerate(src_ids) if seq), key=lambda i: len(src_ids[i]))
+        results: list[T | None] = [None] * len(src_ids)
         was_training = self.model.training
         self.model.eval()
         try:
             starts = range(0, len(order), batch_size)
             bar = tqdm(starts, desc="translate", unit="batch", disable=None if progress else True)
             for start in bar:  # a progress bar only when asked for and on a terminal
-                chunk = order[start : start + batch_size]
-                src = source_tensor([ids[i] for i in chunk]).to(self.device)
-                outputs = greedy_decode(
-                    self.model, src, self.decode.max_len_a, self.decode.max_len_b
-                )
-                for i, text in zip(chunk, self.tokenizer.decode(outputs), strict=True):
-                    translations[i] = text
+                rows = order[start : start + batch_size]
+                src = source_tensor([src_ids[i] for i in rows]).to(self.device)
+                for i, result in zip(rows, run(src, rows), strict=True):
+                    results[i] = result
         finally:
             self.model.train(was_training)
-        return translations
+        return results
 
-    def translate_stream(
-        self, lines: Iterable[str], chunk_size: int, batch_size: int | None = None
-    ) -> Iterator[str]:
-        """Translate a stream lazily, `chunk_size` lines at a time (1 for interactive use)."""
-        iterator = iter(lines)
-        while chunk := list(itertools.islice(iterator, chunk_size)):
-            yield from self.translate(chunk, batch_size)
+    def _detokenize(self, outputs: list[list[int] | None]) -> list[str]:
+        texts = self.tokenizer.decode([ids or [] for ids in outputs])
+        return ["" if ids is None else text for ids, text in zip(outputs, texts, strict=True)]
 
 
 @dataclass

@@ -6,10 +6,13 @@ from transformer_cli.model.attention import (
     padding_mask,
     scaled_dot_product_attention,
 )
-from transformer_cli.model.transformer import Transformer, TransformerConfig
+from transformer_cli.model.attention2d import SelfAttention2d
+from transformer_cli.model.transformer import DecoderState, Transformer, TransformerConfig
 
 __all__ = [
+    "DecoderState",
     "MultiHeadAttention",
+    "SelfAttention2d",
     "Transformer",
     "TransformerConfig",
     "causal_mask",

@@ -47,30 +47,69 @@ def scaled_dot_product_attention(
 
 
 class MultiHeadAttention(nn.Module):
-    """Project queries, keys and values into n_heads subspaces, attend in each, merge the heads."""
+    """Project queries, keys and values into n_heads subspaces, attend in each, merge the heads.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    Self-attention projects q, k and v from the same input with one fused (d_model -> 3 d_model)
+    matmul. Cross-attention (`cross=True`) projects q from the decoder and k, v from the encoder
+    output, the latter with one (d_model -> 2 d_model) matmul. `fused=True` computes the
+    attention with torch's `F.scaled_dot_product_attention` (same masks, same result, faster,
+    but no attention weights); otherwise with our own `scaled_dot_product_attention`.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        *,
+        cross: bool = False,
+        fused: bool = False,
+    ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.n_heads, self.d_head, self.dropout = n_heads, d_model // n_heads, dropout
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
+        self.cross, self.fused = cross, fused
+        if cross:
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        else:
+            self.qkv_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """query: (batch, q_len, d_model); key, value: (batch, k_len, d_model).
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        mask: Tensor | None = None,
+        cache: dict[str, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """x: (batch, q_len, d_model); memory: (batch, k_len, d_model), for cross-attention.
 
-        Returns the output (batch, q_len, d_model) and weights (batch, heads, q_len, k_len).
+        `cache` serves incremental decoding: self-attention appends this call's keys and values
+        to the cached ones (so x holds only the new positions); cross-attention projects the
+        memory once and reuses it. Returns the output (batch, q_len, d_model) and the weights
+        (batch, heads, q_len, k_len), or None for the weights on the fused path.
         """
-        q = self._split_heads(self.q_proj(query))  # (batch, heads, q_len, d_head)
-        k = self._split_heads(self.k_proj(key))  # (batch, heads, k_len, d_head)
-        v = self._split_heads(self.v_proj(value))  # (batch, heads, k_len, d_head)
+        if self.cross:
+            q = self._split_heads(self.q_proj(x))  # (batch, heads, q_len, d_head)
+            if cache is not None and "k" in cache:
+                k, v = cache["k"], cache["v"]
+            else:
+                k, v = map(self._split_heads, self.kv_proj(memory).chunk(2, dim=-1))
+        else:
+            q, k, v = map(self._split_heads, self.qkv_proj(x).chunk(3, dim=-1))
+            if cache is not None and "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)  # (batch, heads, cached + q_len, d_head)
+                v = torch.cat([cache["v"], v], dim=2)
+        if cache is not None:
+            cache["k"], cache["v"] = k, v
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            weights = None
+        else:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         return self.out_proj(self._merge_heads(out)), weights
 
     def _split_heads(self, x: Tensor) -> Tensor:

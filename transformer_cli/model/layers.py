@@ -1,6 +1,7 @@
 """The building blocks of the encoder and decoder stacks (Vaswani et al. 2017, section 3)."""
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -30,11 +31,28 @@ class PositionalEncoding(nn.Module):
             "table", sinusoidal_positions(initial_length, d_model), persistent=False
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        length = x.size(1)
-        if length > self.table.size(0):
-            self.table = sinusoidal_positions(2 * length, x.size(-1)).to(self.table.device)
-        return x + self.table[:length].to(x.dtype)
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x holds positions offset .. offset + len - 1 (offset > 0 when decoding step by step)."""
+        end = offset + x.size(1)
+        if end > self.table.size(0):
+            self.table = sinusoidal_positions(2 * end, x.size(-1)).to(self.table.device)
+        return x + self.table[offset:end].to(x.dtype)
+
+
+class LearnedPositions(nn.Module):
+    """Adds a trained embedding of each position (up to max_positions) to the embeddings."""
+
+    def __init__(self, d_model: int, max_positions: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(max_positions, d_model)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        end = offset + x.size(1)
+        if end > self.table.num_embeddings:
+            raise ValueError(
+                f"position {end - 1} is past model.max_positions={self.table.num_embeddings}"
+            )
+        return x + self.table(torch.arange(offset, end, device=x.device)).to(x.dtype)
 
 
 class FeedForward(nn.Module):
@@ -50,47 +68,80 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
-class EncoderLayer(nn.Module):
-    """Source self-attention then feed-forward, each as LayerNorm(x + dropout(sublayer(x)))."""
+class Residual(nn.Module):
+    """A sublayer with its residual connection and LayerNorm.
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    Post-norm (the paper): LayerNorm(x + dropout(sublayer(x))). Pre-norm: x +
+    dropout(sublayer(LayerNorm(x))), which keeps an identity path from input to output and
+    trains stably without warmup; the stacks then end with a final LayerNorm.
+    """
+
+    def __init__(self, d_model: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
-        self.src_src_attn = MultiHeadAttention(d_model, n_heads, dropout)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout)
-        self.attn_norm = nn.LayerNorm(d_model)
-        self.ff_norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.pre_norm:
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
+
+
+class EncoderLayer(nn.Module):
+    """Source self-attention, then feed-forward, each inside a Residual."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, pre_norm: bool, fused: bool
+    ) -> None:
+        super().__init__()
+        self.src_src_attn = MultiHeadAttention(d_model, n_heads, dropout, fused=fused)
+        self.feed_forward = FeedForward(d_model, d_ff, dropout)
+        self.attn_residual = Residual(d_model, dropout, pre_norm)
+        self.ff_residual = Residual(d_model, dropout, pre_norm)
 
     def forward(self, x: Tensor, src_mask: Tensor) -> Tensor:
         """x: (batch, src_len, d_model); src_mask: (batch, 1, 1, src_len)."""
-        attended, _ = self.src_src_attn(x, x, x, src_mask)
-        x = self.attn_norm(x + self.dropout(attended))
-        return self.ff_norm(x + self.dropout(self.feed_forward(x)))
+        x = self.attn_residual(x, lambda h: self.src_src_attn(h, mask=src_mask)[0])
+        return self.ff_residual(x, self.feed_forward)
 
 
 class DecoderLayer(nn.Module):
-    """Masked target self-attention, attention over the source, feed-forward; post-norm residuals.
+    """Masked target self-attention, attention over the source, feed-forward; each a Residual.
 
     The two attentions are separate modules with their own weights: one relates target positions
     to earlier target positions, the other target positions to source positions.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, pre_norm: bool, fused: bool
+    ) -> None:
         super().__init__()
-        self.tgt_tgt_attn = MultiHeadAttention(d_model, n_heads, dropout)
-        self.src_tgt_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.tgt_tgt_attn = MultiHeadAttention(d_model, n_heads, dropout, fused=fused)
+        self.src_tgt_attn = MultiHeadAttention(d_model, n_heads, dropout, cross=True, fused=fused)
         self.feed_forward = FeedForward(d_model, d_ff, dropout)
-        self.self_attn_norm = nn.LayerNorm(d_model)
-        self.cross_attn_norm = nn.LayerNorm(d_model)
-        self.ff_norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.self_attn_residual = Residual(d_model, dropout, pre_norm)
+        self.cross_attn_residual = Residual(d_model, dropout, pre_norm)
+        self.ff_residual = Residual(d_model, dropout, pre_norm)
 
-    def forward(self, x: Tensor, memory: Tensor, tgt_mask: Tensor, src_mask: Tensor) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor | None,
+        src_mask: Tensor,
+        cache: dict[str, dict[str, Tensor]] | None = None,
+    ) -> Tensor:
         """x: (batch, tgt_len, d_model); memory: (batch, src_len, d_model) from the encoder;
-        tgt_mask: (batch, 1, tgt_len, tgt_len) causal and padding; src_mask: (batch, 1, 1, src_len).
+        tgt_mask: (batch, 1, tgt_len, tgt_len) causal and padding, or None when decoding step by
+        step (the one new position may see every cached one); src_mask: (batch, 1, 1, src_len);
+        cache: {"self": {...}, "cross": {...}} keys and values kept between decoding steps.
         """
-        attended, _ = self.tgt_tgt_attn(x, x, x, tgt_mask)
-        x = self.self_attn_norm(x + self.dropout(attended))
-        attended, _ = self.src_tgt_attn(x, memory, memory, src_mask)
-        x = self.cross_attn_norm(x + self.dropout(attended))
-        return self.ff_norm(x + self.dropout(self.feed_forward(x)))
+        self_cache, cross_cache = (cache["self"], cache["cross"]) if cache else (None, None)
+        x = self.self_attn_residual(
+            x, lambda h: self.tgt_tgt_attn(h, mask=tgt_mask, cache=self_cache)[0]
+        )
+        x = self.cross_attn_residual(
+            x, lambda h: self.src_tgt_attn(h, memory, src_mask, cache=cross_cache)[0]
+        )
+        return self.ff_residual(x, self.feed_forward)

@@ -1,4 +1,5 @@
-"""The encoder-decoder Transformer: embeddings, the two stacks, and the output projection."""
+"""The encoder-decoder Transformer: embeddings, the two stacks, the output projection, and the
+state that lets the decoder run one token at a time."""
 
 import math
 from dataclasses import dataclass
@@ -6,7 +7,12 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from transformer_cli.model.attention import causal_mask, padding_mask
-from transformer_cli.model.layers import DecoderLayer, EncoderLayer, PositionalEncoding
+from transformer_cli.model.layers import (
+    DecoderLayer,
+    EncoderLayer,
+    LearnedPositions,
+    PositionalEncoding,
+)
 
 
 @dataclass
@@ -21,7 +27,38 @@ class TransformerConfig:
     n_decoder_layers: int = 6
     d_ff: int = 2048
     dropout: float = 0.1
+    attention: str = "explicit"  # explicit | fused
+    norm: str = "post"  # post | pre
+    tie_embeddings: str = "none"  # none | decoder | all
+    positional: str = "sinusoidal"  # sinusoidal | learned
+    max_positions: int = 1024
     pad_id: int = 0
+
+
+@dataclass
+class DecoderState:
+    """What step-by-step decoding carries from one step to the next, one row per hypothesis."""
+
+    memory: Tensor  # (rows, src_len, d_model): the encoder output
+    src_mask: Tensor  # (rows, 1, 1, src_len)
+    caches: list[dict[str, dict[str, Tensor]]]  # per decoder layer: "self" and "cross" k, v
+    length: int = 0  # target positions decoded so far; the next token's position
+
+    def select(self, rows: Tensor) -> "DecoderState":
+        """Keep (and reorder) rows: drop finished sentences, or follow each beam's parent."""
+        caches = [
+            {
+                part: {name: t.index_select(0, rows) for name, t in kv.items()}
+                for part, kv in c.items()
+            }
+            for c in self.caches
+        ]
+        return DecoderState(
+            self.memory.index_select(0, rows),
+            self.src_mask.index_select(0, rows),
+            caches,
+            self.length,
+        )
 
 
 class Transformer(nn.Module):
@@ -30,42 +67,60 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.config = c = config
+        pre_norm, fused = c.norm == "pre", c.attention == "fused"
         self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
-        self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
-        self.positions = PositionalEncoding(c.d_model)
+        if c.tie_embeddings == "all":
+            if c.src_vocab_size != c.tgt_vocab_size:
+                raise ValueError("tie_embeddings='all' needs one joint source/target vocabulary")
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.src_positions, self.tgt_positions = _positions(c), _positions(c)
         self.embed_dropout = nn.Dropout(c.dropout)
         self.encoder_layers = nn.ModuleList(
-            EncoderLayer(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_encoder_layers)
+            EncoderLayer(c.d_model, c.n_heads, c.d_ff, c.dropout, pre_norm, fused)
+            for _ in range(c.n_encoder_layers)
         )
         self.decoder_layers = nn.ModuleList(
-            DecoderLayer(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_decoder_layers)
+            DecoderLayer(c.d_model, c.n_heads, c.d_ff, c.dropout, pre_norm, fused)
+            for _ in range(c.n_decoder_layers)
         )
+        # Pre-norm leaves the residual stream unnormalised: each stack ends with a LayerNorm.
+        self.encoder_norm = nn.LayerNorm(c.d_model) if pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(c.d_model) if pre_norm else nn.Identity()
         self.output_proj = nn.Linear(c.d_model, c.tgt_vocab_size)
+        if c.tie_embeddings in ("decoder", "all"):
+            self.output_proj.weight = self.tgt_embed.weight  # one matrix, read both ways
         self._init_parameters()
 
     def _init_parameters(self) -> None:
-        for name, param in self.named_parameters():
-            if name.endswith("_embed.weight"):
+        embeddings = set()
+        for module in self.modules():
+            if isinstance(module, nn.Embedding):
                 # N(0, 1/d_model): after the sqrt(d_model) scaling in _embed, unit variance,
                 # the same scale as the sinusoidal positions added to it.
-                nn.init.normal_(param, std=self.config.d_model**-0.5)
-                param.data[self.config.pad_id].zero_()
-            elif param.dim() > 1:
-                nn.init.xavier_uniform_(param)
-            elif "norm" not in name:
-                nn.init.zeros_(param)  # biases; LayerNorm keeps its (1, 0) init
+                nn.init.normal_(module.weight, std=self.config.d_model**-0.5)
+                if module.padding_idx is not None:
+                    module.weight.data[module.padding_idx].zero_()
+                embeddings.add(id(module.weight))
+            elif isinstance(module, nn.Linear):
+                if id(module.weight) not in embeddings:  # a tied output projection keeps its init
+                    nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
 
-    def _embed(self, embedding: nn.Embedding, tokens: Tensor) -> Tensor:
+    def _embed(
+        self, embedding: nn.Embedding, positions: nn.Module, tokens: Tensor, offset: int = 0
+    ) -> Tensor:
         x = embedding(tokens) * math.sqrt(self.config.d_model)  # (batch, len, d_model)
-        return self.embed_dropout(self.positions(x))
+        return self.embed_dropout(positions(x, offset))
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """src: (batch, src_len) ids -> memory (batch, src_len, d_model) and its padding mask."""
         src_mask = padding_mask(src, self.config.pad_id)  # (batch, 1, 1, src_len)
-        x = self._embed(self.src_embed, src)
+        x = self._embed(self.src_embed, self.src_positions, src)
         for layer in self.encoder_layers:
             x = layer(x, src_mask)
-        return x, src_mask
+        return self.encoder_norm(x), src_mask
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
         """tgt_in: (batch, tgt_len) ids starting with BOS -> logits (batch, tgt_len, tgt_vocab)."""
@@ -74,15 +129,39 @@ class Transformer(nn.Module):
         tgt_mask = padding_mask(tgt_in, self.config.pad_id) & causal_mask(
             tgt_len, tgt_in.device
         )  # (batch, 1, tgt_len, tgt_len)
-        x = self._embed(self.tgt_embed, tgt_in)
+        x = self._embed(self.tgt_embed, self.tgt_positions, tgt_in)
         for layer in self.decoder_layers:
             x = layer(x, memory, tgt_mask, src_mask)
-        return self.output_proj(x)
+        return self.output_proj(self.decoder_norm(x))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: logits (batch, tgt_len, tgt_vocab) for every next target token."""
         memory, src_mask = self.encode(src)
         return self.decode(tgt_in, memory, src_mask)
 
+    def start_decoding(self, memory: Tensor, src_mask: Tensor) -> DecoderState:
+        """An empty state for `decode_step`, one row per sentence (or per beam hypothesis)."""
+        caches = [{"self": {}, "cross": {}} for _ in self.decoder_layers]
+        return DecoderState(memory, src_mask, caches)
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> Tensor:
+        """Feed the newest target token of each row, (rows, 1), and get next-token logits
+        (rows, tgt_vocab). Earlier tokens' keys and values come from `state`, which is updated.
+
+        The rows hold no padding (finished rows are dropped with `state.select`), and the one new
+        position may see every earlier one, so self-attention needs no mask.
+        """
+        x = self._embed(self.tgt_embed, self.tgt_positions, tokens, state.length)  # (rows, 1, d)
+        for layer, cache in zip(self.decoder_layers, state.caches, strict=True):
+            x = layer(x, state.memory, None, state.src_mask, cache)
+        state.length += tokens.size(1)
+        return self.output_proj(self.decoder_norm(x))[:, -1]
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _positions(config: TransformerConfig) -> nn.Module:
+    if config.positional == "learned":
+        return LearnedPositions(config.d_model, config.max_positions)
+    return PositionalEncoding(config.d_model)
