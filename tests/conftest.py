@@ -63,3 +63,18 @@ def tiny_config_dict(corpus: Path, **train: object) -> dict:
 
 def tiny_config(corpus: Path, **train: object) -> Config:
     return validate_config(tiny_config_dict(corpus, **train))
+
+
+@pytest.fixture(scope="session")
+def config_file(corpus, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config_dict(corpus)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_dir(config_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = tcli("train", config_file, "--out", out, "--device", "cpu", "--set", "train.seed=3")
+    assert "best valid BLEU" in result.stdout and "(max_steps)" in result.stdout
+    return out

@@ -11,24 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import SPLIT_SIZES, tcli, tiny_config_dict
+from conftest import SPLIT_SIZES, tcli
 
 from transformer_cli import load_run
-
-
-@pytest.fixture(scope="session")
-def config_file(corpus, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_config_dict(corpus)))
-    return path
-
-
-@pytest.fixture(scope="session")
-def run_dir(config_file, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = tcli("train", config_file, "--out", out, "--device", "cpu", "--set", "train.seed=3")
-    assert "best valid BLEU" in result.stdout and "(max_steps)" in result.stdout
-    return out
 
 
 def test_train_writes_a_complete_run_directory(run_dir):

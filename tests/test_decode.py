@@ -43,7 +43,8 @@ class ScriptedModel:
 def test_each_sentence_stops_at_its_own_eos():
     model = ScriptedModel([[5, EOS_ID], [6, 7, 8, EOS_ID], [EOS_ID]])
     src = source_tensor([[4] * 10] * 3)
-    assert greedy_decode(model, src, max_len_a=1.0, max_len_b=5) == [[5], [6, 7, 8], []]
+    outputs = greedy_decode(model, src, max_len_a=1.0, max_len_b=5)
+    assert [h.tokens for h in outputs] == [[5], [6, 7, 8], []]
     assert model.calls == 4  # stops once the slowest sentence has emitted EOS
 
 
@@ -52,7 +53,7 @@ def test_output_length_is_capped_at_a_times_source_length_plus_b():
     src = source_tensor([[4] * 4, [4] * 10])
     assert max_output_lengths(src, 0, 0.5, 3).tolist() == [5, 8]
     outputs = greedy_decode(model, src, max_len_a=0.5, max_len_b=3)
-    assert [len(out) for out in outputs] == [5, 8]
+    assert [len(out.tokens) for out in outputs] == [5, 8]
 
 
 def test_our_scores_equal_sacrebleu():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transformer_cli.data.batching import Batch, pad_sequences, source_tensor
-from transformer_cli.decode import greedy_decode
+from transformer_cli.decode import greedy_decode, greedy_decode_reference
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.model.layers import PositionalEncoding, sinusoidal_positions
 from transformer_cli.trainer import sequence_loss
@@ -76,8 +76,8 @@ def test_padding_leaves_logits_at_real_positions_unchanged(model):
 def test_padding_leaves_greedy_translation_unchanged(model):
     gen = torch.Generator().manual_seed(3)
     sentences = [_random_ids(n, gen) for n in (3, 9, 5, 14)]
-    alone = [greedy_decode(model, source_tensor([s]), 1.0, 6)[0] for s in sentences]
-    together = greedy_decode(model, source_tensor(sentences), 1.0, 6)
+    alone = [greedy_decode(model, source_tensor([s]), 1.0, 6)[0].tokens for s in sentences]
+    together = [h.tokens for h in greedy_decode(model, source_tensor(sentences), 1.0, 6)]
     assert together == alone
     assert any(len(out) > 2 for out in alone)  # an untrained model still says something
 
@@ -146,10 +146,13 @@ def test_cached_step_by_step_logits_equal_full_recompute(model):
         torch.testing.assert_close(step_logits, full[:, t], atol=1e-5, rtol=0)
 
 
-def test_cached_greedy_equals_recompute_greedy(model):
+def test_cached_greedy_equals_the_recompute_everything_reference(model):
     gen = torch.Generator().manual_seed(7)
     src = source_tensor([_random_ids(n, gen) for n in (3, 11, 6, 1, 8)])
-    assert greedy_decode(model, src, 1.5, 4) == greedy_decode(model, src, 1.5, 4, use_cache=False)
+    cached = greedy_decode(model, src, 1.5, 4)
+    assert [h.tokens for h in cached] == greedy_decode_reference(model, src, 1.5, 4)
+    lengths = {len(h.tokens) for h in cached}
+    assert len(lengths) > 1  # sentences finish at different steps: rows really get dropped
 
 
 def test_dropping_rows_from_the_decoder_state_keeps_the_others():

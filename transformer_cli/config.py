@@ -60,7 +60,7 @@ class ModelConfig(_Section):
         ge=0, lt=1, description="dropout on embeddings, attention weights and sublayer outputs"
     )
     attention: Literal["explicit", "fused"] = Field(
-        "explicit",
+        "fused",
         description="explicit: our matmul-softmax-matmul; fused: F.scaled_dot_product_attention",
     )
     norm: Literal["post", "pre"] = Field(

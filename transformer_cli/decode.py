@@ -1,9 +1,10 @@
 """Search: turning the model's next-token distributions into output sequences, and scoring them.
 
 Every search here decodes incrementally (the decoder's keys and values are cached, one new token
-per step) and drops sentences from the batch as soon as they are finished. `greedy_decode` keeps
-the obvious version, which re-runs the decoder over the whole prefix at every step, behind
-`use_cache=False`, as the reference the tests and the benchmark compare against.
+per step) and drops sentences from the batch as soon as they are finished.
+`greedy_decode_reference` keeps the obvious version, as the tutorials write it: it re-runs the
+decoder over every sentence's whole prefix at every step. The tests prove the fast searches equal
+to it and the benchmark measures both.
 
 A sentence's output is limited to `max_len_a * source_tokens + max_len_b` tokens (EOS not
 counted); a hypothesis that reaches the limit ends there without EOS.
@@ -46,40 +47,70 @@ def _next_token_log_probs(logits: Tensor, pad_id: int) -> Tensor:
 
 @torch.no_grad()
 def greedy_decode(
-    model: Transformer, src: Tensor, max_len_a: float, max_len_b: int, use_cache: bool = True
-) -> list[list[int]]:
+    model: Transformer, src: Tensor, max_len_a: float, max_len_b: int, alpha: float = 0.0
+) -> list[Hypothesis]:
     """Batched greedy search: every unfinished sentence takes its most likely next token.
 
-    src: (batch, src_len) ids ending in EOS, padded. Returns each sentence's output ids.
-    `use_cache=False` re-runs the decoder over the whole prefix at every step: O(n²) work per
-    sentence instead of O(n), the same result.
+    src: (batch, src_len) ids ending in EOS, padded. Returns one hypothesis per sentence (alpha
+    only sets its `score`).
     """
-    pad_id = model.config.pad_id
     memory, src_mask = model.encode(src)  # (batch, src_len, d_model), (batch, 1, 1, src_len)
-    limits = max_output_lengths(src, pad_id, max_len_a, max_len_b)
-    outputs: list[list[int]] = [[] for _ in range(src.size(0))]
-    sentence = torch.arange(src.size(0), device=src.device)  # which sentence each row is
-    tokens = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
-    state = model.start_decoding(memory, src_mask) if use_cache else None
+    limits = max_output_lengths(src, model.config.pad_id, max_len_a, max_len_b)
+    return _greedy(model, memory, src_mask, limits, alpha)
+
+
+def _greedy(
+    model: Transformer, memory: Tensor, src_mask: Tensor, limits: Tensor, alpha: float
+) -> list[Hypothesis]:
+    rows = memory.size(0)
+    outputs: list[Hypothesis | None] = [None] * rows
+    sentence = torch.arange(rows, device=memory.device)  # which sentence each row is
+    tokens = torch.full((rows, 1), BOS_ID, dtype=torch.long, device=memory.device)
+    log_prob = torch.zeros(rows, device=memory.device)
+    state = model.start_decoding(memory, src_mask)
     for step in range(1, int(limits.max()) + 1):
-        if state is not None:
-            logits = model.decode_step(tokens[:, -1:], state)  # (rows, vocab)
-        else:
-            logits = model.decode(tokens, memory, src_mask)[:, -1]
-        next_token = _next_token_log_probs(logits, pad_id).argmax(dim=-1)  # (rows,)
+        logits = model.decode_step(tokens[:, -1:], state)  # (rows, vocab)
+        best, next_token = _next_token_log_probs(logits, model.config.pad_id).max(dim=-1)
+        log_prob += best
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (rows, step + 1)
         done = (next_token == EOS_ID) | (limits[sentence] <= step)
         if done.any():
             for row in done.nonzero().flatten().tolist():
-                outputs[sentence[row]] = _strip_eos(tokens[row, 1:].tolist())
+                ids, total = _strip_eos(tokens[row, 1:].tolist()), log_prob[row].item()
+                outputs[sentence[row]] = Hypothesis(ids, total / length_penalty(step, alpha), total)
             keep = (~done).nonzero().flatten()  # finished sentences stop costing work
             if keep.numel() == 0:
                 break
-            sentence, tokens = sentence[keep], tokens[keep]
-            memory, src_mask = memory[keep], src_mask[keep]
-            if state is not None:
-                state = state.select(keep)
+            sentence, tokens, log_prob = sentence[keep], tokens[keep], log_prob[keep]
+            state = state.select(keep)
     return outputs
+
+
+@torch.no_grad()
+def greedy_decode_reference(
+    model: Transformer, src: Tensor, max_len_a: float, max_len_b: int
+) -> list[list[int]]:
+    """Greedy search the slow, obvious way: at every step, run the decoder over every sentence's
+    whole prefix (finished ones padded) and take the last position's most likely token.
+    O(n²) decoder work per sentence; kept as the reference for `greedy_decode`."""
+    pad_id = model.config.pad_id
+    memory, src_mask = model.encode(src)
+    limits = max_output_lengths(src, pad_id, max_len_a, max_len_b)
+    tokens = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+    done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    for step in range(1, int(limits.max()) + 1):
+        logits = model.decode(tokens, memory, src_mask)[:, -1]  # (batch, vocab)
+        next_token = _next_token_log_probs(logits, pad_id).argmax(dim=-1).masked_fill(done, pad_id)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (batch, step + 1)
+        done |= (next_token == EOS_ID) | (limits <= step)
+        if done.all():
+            break
+    # each row: tokens, then EOS and PADs, or PADs alone after reaching its limit
+    return [row[: _end(row, pad_id)] for row in tokens[:, 1:].tolist()]
+
+
+def _end(row: list[int], pad_id: int) -> int:
+    return next((i for i, token in enumerate(row) if token in (EOS_ID, pad_id)), len(row))
 
 
 @torch.no_grad()
@@ -100,17 +131,23 @@ def beam_search(
     A sentence stops when its `nbest` best finished hypotheses can no longer be beaten: a live
     hypothesis's log-probability only falls as it grows, so log P / length_penalty(limit) bounds
     every score it can still reach.
+
+    The greedy translation starts out among the finished hypotheses. Plain beam search can prune
+    the greedy path and end with a worse translation than greedy search; with it in the pool,
+    beam search is never worse than greedy, for the price of one greedy pass.
     """
     pad_id, k, device = model.config.pad_id, beam_size, src.device
     memory, src_mask = model.encode(src)
-    limits = max_output_lengths(src, pad_id, max_len_a, max_len_b).tolist()
+    limit_tensor = max_output_lengths(src, pad_id, max_len_a, max_len_b)
+    greedy = _greedy(model, memory, src_mask, limit_tensor, alpha)
+    limits = limit_tensor.tolist()
     # Rows are grouped by sentence: row slot * k + j is beam j of the slot-th live sentence.
     state = model.start_decoding(memory.repeat_interleave(k, 0), src_mask.repeat_interleave(k, 0))
     live = list(range(src.size(0)))  # the sentence of each slot
     tokens = torch.full((len(live) * k, 1), BOS_ID, dtype=torch.long, device=device)
     scores = torch.full((len(live), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # at first only one hypothesis per sentence: BOS
-    finished: list[list[Hypothesis]] = [[] for _ in live]
+    finished: list[list[Hypothesis]] = [[hypothesis] for hypothesis in greedy]
     for step in range(1, max(limits) + 1):
         log_probs = _next_token_log_probs(model.decode_step(tokens[:, -1:], state), pad_id)
         vocab = log_probs.size(-1)
@@ -159,7 +196,15 @@ def beam_search(
         tokens = torch.cat([tokens[rows], new_tokens], dim=1)
         scores = torch.tensor(next_scores, device=device).view(len(next_live), k)
         live = next_live
-    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+    return [_best(hypotheses, nbest) for hypotheses in finished]
+
+
+def _best(hypotheses: list[Hypothesis], nbest: int) -> list[Hypothesis]:
+    """The `nbest` best distinct hypotheses (beam search may find the greedy one again)."""
+    distinct: dict[tuple[int, ...], Hypothesis] = {}
+    for hypothesis in sorted(hypotheses, key=lambda h: -h.score):
+        distinct.setdefault(tuple(hypothesis.tokens), hypothesis)
+    return list(distinct.values())[:nbest]
 
 
 def _cannot_improve(
@@ -169,9 +214,10 @@ def _cannot_improve(
     limit: int,
     alpha: float,
 ) -> bool:
-    if len(finished) < nbest:
+    kept = _best(finished, nbest)  # distinct: the beam may find the greedy hypothesis again
+    if len(kept) < nbest:
         return False
-    worst_kept = sorted((h.score for h in finished), reverse=True)[nbest - 1]
+    worst_kept = kept[-1].score
     best_reachable = max(score for _, _, score in beams) / length_penalty(limit, alpha)
     return worst_kept >= best_reachable
 

@@ -77,7 +77,9 @@ class Translator:
             self.tokenizer.encode(sentences),
             batch_size,
             progress,
-            lambda src, _: greedy_decode(self.model, src, d.max_len_a, d.max_len_b),
+            lambda src, _: [
+                h.tokens for h in greedy_decode(self.model, src, d.max_len_a, d.max_len_b)
+            ],
         )
         return self._detokenize(outputs)
 

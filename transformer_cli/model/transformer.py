@@ -27,7 +27,7 @@ class TransformerConfig:
     n_decoder_layers: int = 6
     d_ff: int = 2048
     dropout: float = 0.1
-    attention: str = "explicit"  # explicit | fused
+    attention: str = "fused"  # explicit | fused
     norm: str = "post"  # post | pre
     tie_embeddings: str = "none"  # none | decoder | all
     positional: str = "sinusoidal"  # sinusoidal | learned

@@ -1,0 +1,152 @@
+"""Beam search against exhaustive search and greedy; batch invariance; n-best; force decoding."""
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+from conftest import SPLIT_SIZES, tcli
+
+from transformer_cli import load_run
+from transformer_cli.data.batching import source_tensor
+from transformer_cli.data.tokenizer import BOS_ID, EOS_ID
+from transformer_cli.decode import beam_search, greedy_decode, length_penalty
+from transformer_cli.model import Transformer, TransformerConfig
+
+# A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
+TINY_VOCAB, OUTPUT_TOKENS = 7, (1, 4, 5, 6)
+
+
+@pytest.fixture
+def tiny_model() -> Transformer:
+    torch.manual_seed(11)
+    config = TransformerConfig(
+        src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB, d_model=16, n_heads=2,
+        n_encoder_layers=1, n_decoder_layers=2, d_ff=32, dropout=0.0,
+    )  # fmt: skip
+    model = Transformer(config).eval()
+    with torch.no_grad():  # sharpen the output distribution so that hypotheses differ clearly
+        model.output_proj.weight.mul_(4.0)
+    return model
+
+
+def _all_hypotheses(model: Transformer, src: torch.Tensor, limit: int, alpha: float):
+    """Every output the searches may produce, scored by full (non-incremental) decoding:
+    up to limit - 1 tokens and EOS, or exactly `limit` tokens cut off without EOS."""
+    memory, src_mask = model.encode(src)
+    scored = []
+    for length in range(limit + 1):
+        for tokens in itertools.product(OUTPUT_TOKENS, repeat=length):
+            ends_with_eos = length < limit
+            targets = [*tokens, EOS_ID] if ends_with_eos else list(tokens)
+            tgt_in = torch.tensor([[BOS_ID, *targets[:-1]]])
+            log_probs = model.decode(tgt_in, memory, src_mask)[0].log_softmax(-1)
+            log_prob = sum(log_probs[i, t].item() for i, t in enumerate(targets))
+            scored.append((log_prob / length_penalty(len(targets), alpha), list(tokens)))
+    return sorted(scored, key=lambda item: -item[0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_wide_beam_finds_the_exhaustive_best(tiny_model, alpha):
+    for src_ids in ([4, 5], [6, 6, 4], [5]):
+        src = source_tensor([src_ids])
+        limit = 3  # max_len_a = 0, max_len_b = 3
+        exhaustive = _all_hypotheses(tiny_model, src, limit, alpha)
+        # 4^3 = 64 hypotheses reach the limit, so a beam of 128 never prunes anything
+        found = beam_search(tiny_model, src, 128, 0.0, limit, alpha, nbest=5)[0]
+        assert [h.tokens for h in found] == [tokens for _, tokens in exhaustive[:5]]
+        for hypothesis, (score, _) in zip(found, exhaustive, strict=False):
+            assert hypothesis.score == pytest.approx(score, abs=1e-5)
+
+
+def test_beam_of_one_equals_greedy(tiny_model, run_dir):
+    gen = torch.Generator().manual_seed(12)
+    src = source_tensor([torch.randint(4, 7, (n,), generator=gen).tolist() for n in (1, 3, 5, 8)])
+    greedy = [h.tokens for h in greedy_decode(tiny_model, src, 1.0, 3)]
+    assert [h[0].tokens for h in beam_search(tiny_model, src, 1, 1.0, 3)] == greedy
+
+    run = load_run(run_dir, device="cpu")
+    src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
+    greedy = [h.tokens for h in greedy_decode(run.model, src, 1.5, 5)]
+    assert [h[0].tokens for h in beam_search(run.model, src, 1, 1.5, 5)] == greedy
+
+
+def test_beam_never_scores_worse_than_greedy(run_dir):
+    run = load_run(run_dir, device="cpu")
+    src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
+    greedy = greedy_decode(run.model, src, 1.5, 5)
+    for size in (2, 5):
+        beam = beam_search(run.model, src, size, 1.5, 5)
+        for ours, theirs in zip(beam, greedy, strict=True):
+            assert ours[0].log_prob >= theirs.log_prob - 1e-5
+
+
+def _sentences(run_dir) -> list[str]:
+    config = load_run(run_dir, device="cpu").config
+    with open(config.data.test.src, encoding="utf-8") as test, open(config.data.valid.src) as valid:
+        return test.read().splitlines() + valid.read().splitlines()
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_translations_do_not_depend_on_batch_size_or_order(run_dir, strategy):
+    run = load_run(run_dir, device="cpu")
+    run.decode = run.decode.model_copy(update={"strategy": strategy, "beam_size": 4})
+    sentences = _sentences(run_dir)
+    reference = run.translate(sentences, batch_size=64)
+    shuffled = list(range(len(sentences)))
+    random.Random(0).shuffle(shuffled)
+    for batch_size, order in itertools.product((1, 7, 64), (range(len(sentences)), shuffled)):
+        outputs = run.translate([sentences[i] for i in order], batch_size=batch_size)
+        for i, output in zip(order, outputs, strict=True):
+            if output != reference[i]:  # allowed only for a true tie, which float round-off flips
+                tie = run.score([sentences[i]] * 2, [output, reference[i]])
+                assert tie[0] == pytest.approx(tie[1], abs=1e-5), (
+                    sentences[i],
+                    output,
+                    reference[i],
+                )
+
+
+def test_nbest_is_sorted_and_starts_with_the_beam_translation(run_dir):
+    run = load_run(run_dir, device="cpu")
+    run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": 4})
+    sentences = _sentences(run_dir)[:10]
+    nbest = run.translate_nbest(sentences, 3)
+    assert [hyps[0][0] for hyps in nbest] == run.translate(sentences)
+    for hyps in nbest:
+        assert len(hyps) == 3
+        assert [score for _, score in hyps] == sorted((score for _, score in hyps), reverse=True)
+
+
+def test_force_decoding_scores_equal_the_beam_log_probabilities(run_dir):
+    run = load_run(run_dir, device="cpu")
+    sentences = _sentences(run_dir)[:8]
+    src = source_tensor(run.tokenizer.encode(sentences))
+    hypotheses = [h[0] for h in beam_search(run.model, src, 3, 3.0, 10)]  # room to end with EOS
+    texts = run.tokenizer.decode([h.tokens for h in hypotheses])
+    assert run.tokenizer.encode(texts) == [h.tokens for h in hypotheses]  # text round-trips
+    for scored, hypothesis in zip(run.score(sentences, texts), hypotheses, strict=True):
+        assert scored == pytest.approx(hypothesis.log_prob, abs=1e-4)
+
+
+def test_cli_beam_nbest_and_score(run_dir, corpus, tmp_path):
+    beam = tcli(
+        "translate", run_dir, "--beam", "5", "--device", "cpu", stdin="The dog sleeps.\n\nA cat.\n"
+    )
+    assert beam.stdout.count("\n") == 3 and beam.stdout.split("\n")[1] == ""
+    nbest = tcli("translate", run_dir, "--input", corpus / "valid.en", "--nbest", "2")
+    lines = nbest.stdout.splitlines()
+    assert len(lines) == 2 * SPLIT_SIZES["valid"]
+    number, text, score = lines[1].split(" ||| ")
+    assert number == "0" and text and float(score) <= 0
+    scores = tcli(
+        "translate", run_dir, "--input", corpus / "valid.en", "--score", corpus / "valid.de"
+    )
+    values = [float(v) for v in scores.stdout.split()]
+    assert len(values) == SPLIT_SIZES["valid"] and all(v < 0 for v in values)
+    short = tmp_path / "short.de"
+    short.write_text("Eins.\n")
+    bad = tcli("translate", run_dir, "--input", corpus / "valid.en", "--score", short, check=False)
+    assert bad.returncode == 2 and "has 1 lines but the input has 20" in bad.stderr
+    json.dumps(values)  # plain floats
