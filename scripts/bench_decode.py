@@ -46,6 +46,7 @@ def main() -> None:
 
     run = load_run(args.run, args.device)
     a, b = run.decode.max_len_a, run.decode.max_len_b
+    other = "explicit" if run.config.model.attention == "fused" else "fused"
     sources = read_lines(run.config.data.test.src)[: args.sentences]
     ids = sorted(run.tokenizer.encode(sources), key=len)  # as translate batches them
     methods: dict[str, Callable[[torch.Tensor], object]] = {
@@ -53,7 +54,7 @@ def main() -> None:
             run.model, src, a, b
         ),
         "greedy, cached": lambda src: greedy_decode(run.model, src, a, b),
-        "greedy, cached, the other attention path": lambda src: with_attention_flipped(
+        f"greedy, cached, {other} attention": lambda src: with_attention_flipped(
             run.model, lambda: greedy_decode(run.model, src, a, b)
         ),
         "beam 4, cached": lambda src: beam_search(

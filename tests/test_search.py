@@ -116,6 +116,7 @@ def test_nbest_is_sorted_and_starts_with_the_beam_translation(run_dir):
     assert [hyps[0][0] for hyps in nbest] == run.translate(sentences)
     for hyps in nbest:
         assert len(hyps) == 3
+        assert len({text for text, _ in hyps}) == 3  # no two spell the same text
         assert [score for _, score in hyps] == sorted((score for _, score in hyps), reverse=True)
 
 
@@ -149,4 +150,5 @@ def test_cli_beam_nbest_and_score(run_dir, corpus, tmp_path):
     short.write_text("Eins.\n")
     bad = tcli("translate", run_dir, "--input", corpus / "valid.en", "--score", short, check=False)
     assert bad.returncode == 2 and "has 1 lines but the input has 20" in bad.stderr
-    json.dumps(values)  # plain floats
+    scored = json.loads(tcli("eval", run_dir, "--beam", "3", "--json", "--device", "cpu").stdout)
+    assert scored["n_sentences"] == SPLIT_SIZES["test"]

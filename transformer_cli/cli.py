@@ -30,6 +30,10 @@ app = typer.Typer(
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 ]
+BeamOption = Annotated[
+    int | None,
+    typer.Option("--beam", min=1, help="Beam search with N hypotheses [default: config]."),
+]
 CheckpointOption = Annotated[
     str,
     typer.Option(
@@ -107,10 +111,7 @@ def translate(
         int | None,
         typer.Option("--batch-size", min=1, help="Sentences per batch [default: config]."),
     ] = None,
-    beam: Annotated[
-        int | None,
-        typer.Option("--beam", min=1, help="Beam search with N hypotheses [default: config]."),
-    ] = None,
+    beam: BeamOption = None,
     nbest: Annotated[
         int | None,
         typer.Option(
@@ -139,8 +140,7 @@ def translate(
         raise TcliError("--score force-decodes given targets: it takes no --beam or --nbest")
     run = load_run(run_dir, device, checkpoint)
     if beam is not None or nbest is not None:
-        beam_size = beam or max(run.decode.beam_size, nbest)
-        run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam_size})
+        _use_beam(run, beam or max(run.decode.beam_size, nbest))
     batch_size = batch_size or run.decode.batch_size
     if input == "-":
         lines = decode_lines(sys.stdin.buffer, "stdin")  # the same line rules as for files
@@ -164,6 +164,10 @@ def translate(
             sys.stdout.buffer.flush()
     else:
         atomic_write_text(output, "".join(f"{line}\n" for line in results))
+
+
+def _use_beam(run: "Translator", beam_size: int) -> None:
+    run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam_size})
 
 
 def _translations(
@@ -192,6 +196,7 @@ def _translations(
     name="eval",
     epilog="\b\nExamples:\n  tcli eval runs/toy\n"
     "  tcli eval runs/toy --src valid.en --ref valid.de --json\n"
+    "  tcli eval runs/toy --beam 5\n"
     "  tcli eval --hyp test.hyp.de --ref data/toy-en-de/test.de",
 )
 def evaluate(
@@ -210,6 +215,7 @@ def evaluate(
     ] = None,
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
+    beam: BeamOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
@@ -230,6 +236,8 @@ def evaluate(
         if (src is None) != (ref is None):
             raise TcliError("--src and --ref go together (omit both to use the config's test set)")
         run = load_run(run_dir, device, checkpoint)
+        if beam is not None:
+            _use_beam(run, beam)
         if src is None:
             src, ref = run.config.data.test.src, run.config.data.test.tgt
             sources, references = read_parallel(src, ref, "data.test")

@@ -90,8 +90,12 @@ class Translator:
         batch_size: int | None = None,
         progress: bool = False,
     ) -> list[list[tuple[str, float]]]:
-        """The `nbest` best beam-search translations of each sentence with their scores
-        (log-probability / length penalty), best first; blank sentences get none."""
+        """The `nbest` best distinct beam-search translations of each sentence with their scores
+        (log-probability / length penalty), best first; blank sentences get none.
+
+        Two token sequences can spell the same text (SentencePiece segments a word in more than
+        one way); only the better-scoring one is kept, so the search is asked for twice as many.
+        """
         d = self.decode
         beam_size = max(d.beam_size, nbest)
         hypotheses = self._each_batch(
@@ -99,19 +103,18 @@ class Translator:
             batch_size,
             progress,
             lambda src, _: beam_search(
-                self.model, src, beam_size, d.max_len_a, d.max_len_b, d.length_penalty, nbest
+                self.model, src, beam_size, d.max_len_a, d.max_len_b, d.length_penalty, 2 * nbest
             ),
         )
-        return [
-            list(
-                zip(
-                    self._detokenize([h.tokens for h in hyps]), [h.score for h in hyps], strict=True
-                )
-            )
-            if hyps
-            else []
-            for hyps in hypotheses
-        ]
+        results = []
+        for hyps in hypotheses:
+            distinct: dict[str, float] = {}  # best first, so the first score of a text is its best
+            for text, hypothesis in zip(
+                self._detokenize([h.tokens for h in hyps or []]), hyps or [], strict=True
+            ):
+                distinct.setdefault(text, hypothesis.score)
+            results.append(list(distinct.items())[:nbest])
+        return results
 
     def score(
         self, sources: Sequence[str], targets: Sequence[str], batch_size: int | None = None
