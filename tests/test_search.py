@@ -11,7 +11,12 @@ from conftest import SPLIT_SIZES, tcli
 from transformer_cli import load_run
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import BOS_ID, EOS_ID
-from transformer_cli.decode import beam_search, greedy_decode, length_penalty
+from transformer_cli.decode import (
+    beam_search,
+    greedy_decode,
+    greedy_decode_reference,
+    length_penalty,
+)
 from transformer_cli.model import Transformer, TransformerConfig
 
 # A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
@@ -70,6 +75,13 @@ def test_beam_of_one_equals_greedy(tiny_model, run_dir):
     src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
     greedy = [h.tokens for h in greedy_decode(run.model, src, 1.5, 5)]
     assert [h[0].tokens for h in beam_search(run.model, src, 1, 1.5, 5)] == greedy
+
+
+def test_cached_greedy_equals_the_reference_on_a_trained_model(run_dir):
+    run = load_run(run_dir, device="cpu")
+    src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
+    cached = [h.tokens for h in greedy_decode(run.model, src, 1.5, 5)]
+    assert cached == greedy_decode_reference(run.model, src, 1.5, 5)
 
 
 def test_beam_never_scores_worse_than_greedy(run_dir):
