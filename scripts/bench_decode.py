@@ -18,7 +18,7 @@ import torch
 
 from transformer_cli import load_run
 from transformer_cli.data.batching import source_tensor
-from transformer_cli.data.corpus import read_lines
+from transformer_cli.data.corpus import read_pairs
 from transformer_cli.decode import beam_search, greedy_decode, greedy_decode_reference
 from transformer_cli.model import MultiHeadAttention
 
@@ -47,8 +47,8 @@ def main() -> None:
     run = load_run(args.run, args.device)
     a, b = run.decode.max_len_a, run.decode.max_len_b
     other = "explicit" if run.config.model.attention == "fused" else "fused"
-    sources = read_lines(run.config.data.test.src)[: args.sentences]
-    ids = sorted(run.tokenizer.encode(sources), key=len)  # as translate batches them
+    sources = read_pairs(run.config.data.test)[0][: args.sentences]
+    ids = sorted(run.tokenizers.source.encode(sources), key=len)  # as translate batches them
     methods: dict[str, Callable[[torch.Tensor], object]] = {
         "greedy, recompute every prefix (the old way)": lambda src: greedy_decode_reference(
             run.model, src, a, b

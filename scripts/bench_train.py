@@ -17,12 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from transformer_cli.config import load_config
-from transformer_cli.data.batching import Batch, TokenBatchSampler, pair_lengths
-from transformer_cli.data.corpus import read_parallel
-from transformer_cli.data.tokenizer import train_tokenizer
+from transformer_cli.data.batching import Batch, TokenBatchSampler, flatten, pair_lengths
+from transformer_cli.data.corpus import read_pairs
+from transformer_cli.data.tokenizer import Tokenizers, train_tokenizer
 from transformer_cli.device import resolve_device
 from transformer_cli.run import Translator, build_model, load_run
 from transformer_cli.trainer import Validator, accumulate_gradients
@@ -46,21 +47,21 @@ def main() -> None:
 
     config = load_config(args.config)
     device = resolve_device(args.device)
-    src, tgt = read_parallel(config.data.train.src, config.data.train.tgt)
+    src, tgt = read_pairs(config.data.train)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = train_tokenizer(
             itertools.chain(src, tgt), Path(tmp) / "sp.model", config.tokenizer.vocab_size
         )
-    src_ids, tgt_ids = tokenizer.encode(src), tokenizer.encode(tgt)
-    sampler = TokenBatchSampler(pair_lengths(src_ids, tgt_ids), config.train.batch_tokens, seed=0)
-    batches = [
-        Batch.from_ids([src_ids[i] for i in b], [tgt_ids[i] for i in b]) for b in sampler.batches()
-    ]
+    tokenizers = Tokenizers(tokenizer, tokenizer)
+    src_ids, tgt_ids = flatten(tokenizer.encode(src)), flatten(tokenizer.encode(tgt))
+    lengths = pair_lengths(np.diff(src_ids[1]), np.diff(tgt_ids[1]))
+    sampler = TokenBatchSampler(lengths, config.train.batch_tokens, seed=0)
+    batches = [Batch.from_arrays(src_ids, tgt_ids, rows) for rows in sampler.batches()]
     torch.manual_seed(0)
     models = {}
     for attention in ("explicit", "fused"):
         config.model.attention = attention
-        models[attention] = build_model(config, tokenizer.vocab_size).to(device)
+        models[attention] = build_model(config, tokenizers).to(device)
     models["fused"].load_state_dict(models["explicit"].state_dict())  # the same weights
     optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
 
@@ -85,9 +86,9 @@ def main() -> None:
             seconds[name].append(elapsed / len(chosen))
             tokens_per_s[name].append(tokens / elapsed)
 
-    valid_src, valid_tgt = read_parallel(config.data.valid.src, config.data.valid.tgt)
+    valid_src, valid_tgt = read_pairs(config.data.valid)
     translator = load_run(args.run, args.device) if args.run else None
-    translator = translator or Translator(models["fused"], tokenizer, config.decode, device)
+    translator = translator or Translator(models["fused"], tokenizers, config.decode, device)
     validator = Validator(translator, valid_src, valid_tgt, config.train.batch_tokens)
     start = time.perf_counter()
     validator.run()

@@ -75,9 +75,39 @@ def test_impossible_values_name_the_key(tmp_path, toy_dict, section, key, value)
 
 
 def test_missing_required_key_is_named(tmp_path, toy_dict):
-    del toy_dict["data"]["test"]["tgt"]
-    with pytest.raises(ConfigError, match=r"data\.test\.tgt: missing required key"):
+    del toy_dict["model"]["d_model"]
+    with pytest.raises(ConfigError, match=r"model\.d_model: missing required key"):
         load_config(_write(tmp_path, toy_dict))
+
+
+@pytest.mark.parametrize(
+    ("files", "pattern"),
+    [
+        ({"src": "a.en"}, r"data\.test\.tgt: missing \(give src and tgt, or tsv\)"),
+        ({"src": "a.en", "tgt": "a.de", "tsv": "a.tsv"}, r"data\.test\.tsv: give either"),
+    ],
+)
+def test_a_corpus_is_two_files_or_one_tsv(toy_dict, files, pattern):
+    toy_dict["data"]["test"] = files
+    with pytest.raises(ConfigError, match=pattern):
+        validate_config(toy_dict)
+    toy_dict["data"]["test"] = {"tsv": "test.tsv.gz"}
+    assert validate_config(toy_dict).data.test.tsv == "test.tsv.gz"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        (["tokenizer.joint=false", "model.tie_embeddings=all"], r"model\.tie_embeddings: 'all'"),
+        (["tokenizer.joint=false", "tokenizer.model=sp.model"], r"tokenizer\.model: one model"),
+        (["tokenizer.src_model=a.model"], r"tokenizer\.src_model: separate models need"),
+        (["tokenizer.joint=false", "tokenizer.src_model=a"], r"tokenizer\.tgt_model: give both"),
+        (["model.positional=learned", "model.max_positions=64"], r"data\.max_len: 64 must be"),
+    ],
+)
+def test_sections_that_disagree_are_rejected(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(CONFIGS / "toy.yaml", overrides)
 
 
 def test_both_stopping_limits_null_is_an_error(toy_dict):

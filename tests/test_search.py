@@ -72,21 +72,21 @@ def test_beam_of_one_equals_greedy(tiny_model, run_dir):
     assert [h[0].tokens for h in beam_search(tiny_model, src, 1, 1.0, 3)] == greedy
 
     run = load_run(run_dir, device="cpu")
-    src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
+    src = source_tensor(run.tokenizers.source.encode(_sentences(run_dir)))
     greedy = [h.tokens for h in greedy_decode(run.model, src, 1.5, 5)]
     assert [h[0].tokens for h in beam_search(run.model, src, 1, 1.5, 5)] == greedy
 
 
 def test_cached_greedy_equals_the_reference_on_a_trained_model(run_dir):
     run = load_run(run_dir, device="cpu")
-    src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
+    src = source_tensor(run.tokenizers.source.encode(_sentences(run_dir)))
     cached = [h.tokens for h in greedy_decode(run.model, src, 1.5, 5)]
     assert cached == greedy_decode_reference(run.model, src, 1.5, 5)
 
 
 def test_beam_never_scores_worse_than_greedy(run_dir):
     run = load_run(run_dir, device="cpu")
-    src = source_tensor(run.tokenizer.encode(_sentences(run_dir)))
+    src = source_tensor(run.tokenizers.source.encode(_sentences(run_dir)))
     greedy = greedy_decode(run.model, src, 1.5, 5)
     for size in (2, 5):
         beam = beam_search(run.model, src, size, 1.5, 5)
@@ -135,10 +135,10 @@ def test_nbest_is_sorted_and_starts_with_the_beam_translation(run_dir):
 def test_force_decoding_scores_equal_the_beam_log_probabilities(run_dir):
     run = load_run(run_dir, device="cpu")
     sentences = _sentences(run_dir)[:8]
-    src = source_tensor(run.tokenizer.encode(sentences))
+    src = source_tensor(run.tokenizers.source.encode(sentences))
     hypotheses = [h[0] for h in beam_search(run.model, src, 3, 3.0, 10)]  # room to end with EOS
-    texts = run.tokenizer.decode([h.tokens for h in hypotheses])
-    assert run.tokenizer.encode(texts) == [h.tokens for h in hypotheses]  # text round-trips
+    texts = run.tokenizers.target.decode([h.tokens for h in hypotheses])
+    assert run.tokenizers.target.encode(texts) == [h.tokens for h in hypotheses]  # text round-trips
     for scored, hypothesis in zip(run.score(sentences, texts), hypotheses, strict=True):
         assert scored == pytest.approx(hypothesis.log_prob, abs=1e-4)
 

@@ -18,8 +18,9 @@ from transformer_cli.checkpoint import (
     save_checkpoint,
     step_checkpoints,
 )
-from transformer_cli.config import TrainConfig
+from transformer_cli.config import ParallelFiles, TrainConfig
 from transformer_cli.data.batching import Batch
+from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.errors import ConfigError, RunError
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
@@ -280,3 +281,50 @@ def test_metrics_resume_drops_records_of_steps_done_twice(short_run):
     resume(short_run, ["train.max_steps=6"], device="cpu")
     records = read_records(short_run / "metrics.jsonl")
     assert 99.0 not in [r.get("loss") for r in records]
+
+
+def test_resuming_reuses_the_encoded_corpus(short_run, monkeypatch):
+    cache = short_run / "cache"
+    before = {path.name: path.stat().st_mtime_ns for path in cache.iterdir()}
+
+    def encode_again(*args, **kwargs):
+        raise AssertionError("the corpus was encoded again")
+
+    monkeypatch.setattr(EncodedCorpus, "build", encode_again)
+    resume(short_run, ["train.max_steps=6"], device="cpu")
+    assert {path.name: path.stat().st_mtime_ns for path in cache.iterdir()} == before
+    assert "using its encoding cached" in (short_run / "train.log").read_text()
+
+
+def test_separate_vocabularies_train_and_translate(corpus, tmp_path):
+    config = tiny_config(corpus, max_steps=4, eval_every=4).model_copy(deep=True)
+    config.tokenizer.joint = False
+    config.tokenizer.vocab_size = 200
+    train(config, tmp_path / "run", device="cpu")
+    names = {path.name for path in (tmp_path / "run").iterdir()}
+    assert {
+        "tokenizer.src.model",
+        "tokenizer.tgt.model",
+    } <= names and "tokenizer.model" not in names
+    run = load_run(tmp_path / "run", device="cpu")
+    assert run.tokenizers.source is not run.tokenizers.target
+    assert run.model.src_embed.num_embeddings == run.tokenizers.source.vocab_size
+    assert run.model.output_proj.out_features == run.tokenizers.target.vocab_size
+    assert len(run.translate(["The dog sleeps.", "A cat."])) == 2
+
+
+def test_tsv_training_data_and_an_existing_tokenizer_model(corpus, tmp_path, short_run):
+    pairs = zip(
+        (corpus / "train.en").read_text().splitlines(),
+        (corpus / "train.de").read_text().splitlines(),
+        strict=True,
+    )
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
+    config = tiny_config(corpus, max_steps=2, eval_every=2).model_copy(deep=True)
+    config.data.train = ParallelFiles(tsv=str(tmp_path / "train.tsv"))
+    config.tokenizer.model = str(short_run / "tokenizer.model")
+    train(config, tmp_path / "tsv-run", device="cpu")
+    copied = (tmp_path / "tsv-run" / "tokenizer.model").read_bytes()
+    assert copied == (short_run / "tokenizer.model").read_bytes()
+    log = (tmp_path / "tsv-run" / "train.log").read_text()
+    assert "training pairs: 600 kept of 600" in log and "training SentencePiece" not in log

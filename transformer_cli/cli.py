@@ -219,7 +219,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
-    from transformer_cli.data.corpus import read_parallel
+    from transformer_cli.config import ParallelFiles
+    from transformer_cli.data.corpus import describe, read_pairs
     from transformer_cli.evaluate import score
     from transformer_cli.run import load_run
 
@@ -229,7 +230,7 @@ def evaluate(
                 "--hyp scores existing output: use it with --ref only, e.g. "
                 "tcli eval --hyp out.de --ref ref.de"
             )
-        hypotheses, references = read_parallel(hyp, ref)
+        hypotheses, references = read_pairs(ParallelFiles(src=str(hyp), tgt=str(ref)))
     else:
         if run_dir is None:
             raise TcliError("give a RUN_DIR to translate and score, or --hyp FILE --ref FILE")
@@ -239,13 +240,16 @@ def evaluate(
         if beam is not None:
             _use_beam(run, beam)
         if src is None:
-            src, ref = run.config.data.test.src, run.config.data.test.tgt
-            sources, references = read_parallel(src, ref, "data.test")
+            files, key = run.config.data.test, "data.test"
         else:
-            sources, references = read_parallel(src, ref)
+            files, key = ParallelFiles(src=str(src), tgt=str(ref)), ""
+        sources, references = read_pairs(files, key)
         metadata = run.checkpoint_metadata
         origin = f"step {metadata['step']}" if "step" in metadata else metadata.get("averaged")
-        print(f"{run_dir}: {run.checkpoint} checkpoint ({origin}) on {src}", file=sys.stderr)
+        print(
+            f"{run_dir}: {run.checkpoint} checkpoint ({origin}) on {describe(files)}",
+            file=sys.stderr,
+        )
         hypotheses = run.translate(sources, progress=True)
     scores = score(hypotheses, references)
     if as_json:

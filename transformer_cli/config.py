@@ -23,10 +23,24 @@ class _Section(BaseModel):
 
 
 class ParallelFiles(_Section):
-    src: str = Field(
-        description="source-language file, one sentence a line (.gz read transparently)"
+    """A corpus: `src` and `tgt` files, or one `tsv` file with both columns."""
+
+    src: str | None = Field(
+        None, description="source-language file, one sentence a line (.gz read transparently)"
     )
-    tgt: str = Field(description="target-language file, line-aligned with `src`")
+    tgt: str | None = Field(None, description="target-language file, line-aligned with `src`")
+    tsv: str | None = Field(
+        None, description="instead of src and tgt: one file of source<TAB>target lines"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ParallelFiles":
+        if self.tsv is not None and (self.src is not None or self.tgt is not None):
+            raise ValueError("tsv: give either src and tgt, or tsv, not both")
+        if self.tsv is None and (self.src is None or self.tgt is None):
+            missing = "src" if self.src is None else "tgt"
+            raise ValueError(f"{missing}: missing (give src and tgt, or tsv)")
+        return self
 
 
 class DataConfig(_Section):
@@ -40,14 +54,47 @@ class DataConfig(_Section):
         gt=0,
         description="drop (and count) training pairs with a side longer than this many tokens",
     )
+    max_ratio: float | None = Field(
+        9.0,
+        ge=1,
+        description="drop (and count) training pairs whose longer side has more than this many "
+        "times the tokens of the shorter (null: no limit)",
+    )
 
 
 class TokenizerConfig(_Section):
-    vocab_size: int = Field(gt=4, description="SentencePiece vocabulary size (joint source+target)")
+    vocab_size: int = Field(
+        8000, gt=4, description="SentencePiece vocabulary size (each, when not joint)"
+    )
+    joint: bool = Field(True, description="one vocabulary for both languages, or one per language")
     model_type: Literal["unigram", "bpe"] = Field("unigram", description="SentencePiece algorithm")
     character_coverage: float = Field(
         1.0, gt=0, le=1, description="share of characters the vocabulary must cover"
     )
+    input_sentence_size: int = Field(
+        2_000_000,
+        ge=0,
+        description="sentences sampled from the training data to train SentencePiece (0: all)",
+    )
+    model: str | None = Field(
+        None, description="use this SentencePiece model (joint) instead of training one"
+    )
+    src_model: str | None = Field(
+        None, description="use these SentencePiece models (joint: false) instead of training"
+    )
+    tgt_model: str | None = Field(None, description="see src_model")
+
+    @model_validator(mode="after")
+    def _models_match_joint(self) -> "TokenizerConfig":
+        if self.joint and (self.src_model or self.tgt_model):
+            raise ValueError("src_model: separate models need tokenizer.joint: false")
+        if not self.joint and self.model:
+            raise ValueError("model: one model is a joint vocabulary; with joint: false "
+                             "give src_model and tgt_model")  # fmt: skip
+        if (self.src_model is None) != (self.tgt_model is None):
+            missing = "src_model" if self.src_model is None else "tgt_model"
+            raise ValueError(f"{missing}: give both src_model and tgt_model, or neither")
+        return self
 
 
 class ModelConfig(_Section):
@@ -167,6 +214,17 @@ class Config(_Section):
     model: ModelConfig
     train: TrainConfig
     decode: DecodeConfig
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> "Config":
+        if self.model.tie_embeddings == "all" and not self.tokenizer.joint:
+            raise ValueError("model.tie_embeddings: 'all' shares one embedding between the "
+                             "languages, so it needs tokenizer.joint: true")  # fmt: skip
+        if self.model.positional == "learned" and self.data.max_len >= self.model.max_positions:
+            raise ValueError(f"data.max_len: {self.data.max_len} must be below "
+                             f"model.max_positions ({self.model.max_positions}) with learned "
+                             "positions")  # fmt: skip
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

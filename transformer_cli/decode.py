@@ -13,10 +13,11 @@ counted); a hypothesis that reaches the limit ends there without EOS.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from transformer_cli.data.batching import pad_sequences
+from transformer_cli.data.batching import flatten, pad_rows
 from transformer_cli.data.tokenizer import BOS_ID, EOS_ID
 from transformer_cli.model import Transformer
 
@@ -226,8 +227,10 @@ def _cannot_improve(
 def score_targets(model: Transformer, src: Tensor, targets: Sequence[Sequence[int]]) -> list[float]:
     """Log-probability of each target sequence (+ EOS) given its source: force decoding."""
     pad_id = model.config.pad_id
-    tgt_in = pad_sequences([[BOS_ID, *t] for t in targets], pad_id).to(src.device)
-    tgt_out = pad_sequences([[*t, EOS_ID] for t in targets], pad_id).to(src.device)
+    flat, offsets = flatten(targets)
+    rows = np.arange(len(targets))
+    tgt_in = pad_rows(flat, offsets, rows, prefix=BOS_ID).to(src.device)
+    tgt_out = pad_rows(flat, offsets, rows, suffix=EOS_ID).to(src.device)
     log_probs = model(src, tgt_in).float().log_softmax(dim=-1)  # (batch, tgt_len, vocab)
     picked = log_probs.gather(-1, tgt_out[..., None]).squeeze(-1)  # (batch, tgt_len)
     return picked.masked_fill(tgt_out == pad_id, 0.0).sum(dim=1).tolist()

@@ -3,7 +3,8 @@
 A run directory holds everything needed to translate, and nothing needs the original config file:
 
     config.yaml       the resolved config the run was trained with
-    tokenizer.model   the SentencePiece model
+    tokenizer.model   the joint SentencePiece model (or tokenizer.src.model and tokenizer.tgt.model)
+    cache/            the training corpus as token ids; see data/cache.py
     checkpoints/      weights (best, every saved step) and training state; see checkpoint.py
     metrics.jsonl     one JSON object per logged step and per validation; see records.py
     train.log         the lines training printed, with timestamps
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from transformer_cli.checkpoint import load_weights, resolve_checkpoint
 from transformer_cli.config import Config, DecodeConfig, validate_config
 from transformer_cli.data.batching import source_tensor
-from transformer_cli.data.tokenizer import PAD_ID, Tokenizer
+from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
 from transformer_cli.errors import RunError
@@ -30,7 +31,6 @@ from transformer_cli.model import Transformer, TransformerConfig
 T = TypeVar("T")
 
 CONFIG_FILE = "config.yaml"
-TOKENIZER_FILE = "tokenizer.model"
 
 
 def read_config(run_dir: Path) -> Config:
@@ -41,12 +41,12 @@ def read_config(run_dir: Path) -> Config:
     return validate_config(yaml.safe_load(config_file.read_text("utf-8")), str(config_file))
 
 
-def build_model(config: Config, vocab_size: int) -> Transformer:
-    """The network described by `config.model`, over a joint vocabulary of `vocab_size` pieces."""
+def build_model(config: Config, tokenizers: Tokenizers) -> Transformer:
+    """The network described by `config.model`, over the tokenizers' vocabularies."""
     return Transformer(
         TransformerConfig(
-            src_vocab_size=vocab_size,
-            tgt_vocab_size=vocab_size,
+            src_vocab_size=tokenizers.source.vocab_size,
+            tgt_vocab_size=tokenizers.target.vocab_size,
             pad_id=PAD_ID,
             **config.model.model_dump(),
         )
@@ -55,10 +55,10 @@ def build_model(config: Config, vocab_size: int) -> Transformer:
 
 @dataclass
 class Translator:
-    """A model with its tokenizer and decoding settings: sentences in, translations out."""
+    """A model with its tokenizers and decoding settings: sentences in, translations out."""
 
     model: Transformer
-    tokenizer: Tokenizer
+    tokenizers: Tokenizers
     decode: DecodeConfig
     device: torch.device
 
@@ -74,7 +74,7 @@ class Translator:
             return [hypotheses[0][0] if hypotheses else "" for hypotheses in best]
         d = self.decode
         outputs = self._each_batch(
-            self.tokenizer.encode(sentences),
+            self.tokenizers.source.encode(sentences),
             batch_size,
             progress,
             lambda src, _: [
@@ -99,7 +99,7 @@ class Translator:
         d = self.decode
         beam_size = max(d.beam_size, nbest)
         hypotheses = self._each_batch(
-            self.tokenizer.encode(sentences),
+            self.tokenizers.source.encode(sentences),
             batch_size,
             progress,
             lambda src, _: beam_search(
@@ -120,9 +120,9 @@ class Translator:
         self, sources: Sequence[str], targets: Sequence[str], batch_size: int | None = None
     ) -> list[float]:
         """The model's log-probability of each target (+ EOS) given its source (force decoding)."""
-        tgt_ids = self.tokenizer.encode(targets)
+        tgt_ids = self.tokenizers.target.encode(targets)
         scores = self._each_batch(
-            self.tokenizer.encode(sources),
+            self.tokenizers.source.encode(sources),
             batch_size,
             False,
             lambda src, rows: score_targets(self.model, src, [tgt_ids[i] for i in rows]),
@@ -157,7 +157,7 @@ class Translator:
         return results
 
     def _detokenize(self, outputs: list[list[int] | None]) -> list[str]:
-        texts = self.tokenizer.decode([ids or [] for ids in outputs])
+        texts = self.tokenizers.target.decode([ids or [] for ids in outputs])
         return ["" if ids is None else text for ids, text in zip(outputs, texts, strict=True)]
 
 
@@ -172,15 +172,17 @@ class Run(Translator):
 
 
 def load_run(run_dir: str | Path, device: str = "auto", checkpoint: str = "best") -> Run:
-    """Load a run directory written by `tcli train`: config, tokenizer and a checkpoint.
+    """Load a run directory written by `tcli train`: config, tokenizers and a checkpoint.
 
     `checkpoint`: best, last, a step number, a name in checkpoints/ (average-last-5) or a path.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    tokenizer = Tokenizer(run_dir / TOKENIZER_FILE)
+    tokenizers = Tokenizers.load(run_dir)
     torch_device = resolve_device(device)
-    model = build_model(config, tokenizer.vocab_size).to(torch_device)
+    model = build_model(config, tokenizers).to(torch_device)
     metadata = load_weights(model, resolve_checkpoint(run_dir, checkpoint))
     model.eval()
-    return Run(model, tokenizer, config.decode, torch_device, run_dir, config, checkpoint, metadata)
+    return Run(
+        model, tokenizers, config.decode, torch_device, run_dir, config, checkpoint, metadata
+    )

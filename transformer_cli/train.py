@@ -1,6 +1,5 @@
 """Starting and resuming training runs: data, tokenizer, model, then the Trainer's loop."""
 
-import itertools
 import logging
 import random
 import shutil
@@ -16,13 +15,22 @@ from transformer_cli.checkpoint import (
     resolve_checkpoint,
 )
 from transformer_cli.config import Config, apply_override, validate_config
-from transformer_cli.data.corpus import filter_pairs, read_parallel
-from transformer_cli.data.tokenizer import Tokenizer, train_tokenizer
+from transformer_cli.data.cache import EncodedCorpus, fingerprint
+from transformer_cli.data.corpus import count_pairs, describe, iter_pairs, read_pairs
+from transformer_cli.data.tokenizer import (
+    JOINT_FILE,
+    SOURCE_FILE,
+    TARGET_FILE,
+    Tokenizer,
+    Tokenizers,
+    copy_tokenizer,
+    train_tokenizer,
+)
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import ConfigError, DataError, RunError
+from transformer_cli.errors import ConfigError, DataError, RunError, TcliError
 from transformer_cli.files import atomic_write_text
 from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
-from transformer_cli.run import CONFIG_FILE, TOKENIZER_FILE, build_model, read_config
+from transformer_cli.run import CONFIG_FILE, build_model, read_config
 from transformer_cli.trainer import Trainer, TrainingData, TrainResult
 
 log = logging.getLogger(__name__)
@@ -37,22 +45,22 @@ def train(
     """Train a new model as `config` says, writing everything into `run_dir`."""
     run_dir, torch_device = Path(run_dir), resolve_device(device)
     _check_precision(config, torch_device)
-    texts = _read_texts(config)  # check the data before touching the run directory
+    # Check what can be checked before touching the run directory.
+    valid = _read_valid(config)
+    pairs = count_pairs(config.data.train, "data.train")
     _prepare_run_dir(run_dir, overwrite)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    try:  # a run that cannot even start leaves nothing behind
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+        with log_to_file(run_dir / TRAIN_LOG_FILE):
+            tokenizers = _make_tokenizers(config, run_dir, pairs)
+            corpus = _encoded_corpus(config, tokenizers, run_dir, pairs)
+    except (TcliError, KeyboardInterrupt):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     with log_to_file(run_dir / TRAIN_LOG_FILE):
-        vocab_size = config.tokenizer.vocab_size
-        log.info("training SentencePiece (vocab_size=%d) on %d pairs", vocab_size, len(texts[0]))
-        tokenizer = train_tokenizer(
-            itertools.chain(texts[0], texts[1]),
-            run_dir / TOKENIZER_FILE,
-            vocab_size=vocab_size,
-            model_type=config.tokenizer.model_type,
-            character_coverage=config.tokenizer.character_coverage,
-        )
-        data = _encode(config, tokenizer, texts)
         _seed_everything(config.train.seed)
-        model = build_model(config, tokenizer.vocab_size).to(torch_device)
+        model = build_model(config, tokenizers).to(torch_device)
+        data = TrainingData(tokenizers, corpus, *valid)
         return Trainer(config, run_dir, model, data, torch_device).fit()
 
 
@@ -60,6 +68,7 @@ def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto")
     """Continue a run from its latest checkpoint, exactly as if it had never stopped.
 
     `overrides` may change e.g. train.max_steps, but not the model, tokenizer or training data.
+    The encoded corpus in the run's cache is reused, not encoded again.
     """
     run_dir, torch_device = Path(run_dir), resolve_device(device)
     config = _resumed_config(run_dir, overrides)
@@ -72,39 +81,98 @@ def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto")
         )
     state = load_training_state(directory, step)
     _check_limits_left(config, state, run_dir)
-    texts = _read_texts(config)
+    valid = _read_valid(config)
     atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
     with log_to_file(run_dir / TRAIN_LOG_FILE):
         log.info("resuming %s from step %d", run_dir, step)
-        tokenizer = Tokenizer(run_dir / TOKENIZER_FILE)
-        data = _encode(config, tokenizer, texts)
-        model = build_model(config, tokenizer.vocab_size).to(torch_device)
+        tokenizers = Tokenizers.load(run_dir)
+        corpus = _encoded_corpus(config, tokenizers, run_dir)
+        model = build_model(config, tokenizers).to(torch_device)
         load_weights(model, resolve_checkpoint(run_dir, str(step)))
+        data = TrainingData(tokenizers, corpus, *valid)
         return Trainer(config, run_dir, model, data, torch_device, state).fit()
 
 
-def _read_texts(config: Config) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Training and validation text: source, target, source, target."""
-    data = config.data
-    train_src, train_tgt = read_parallel(data.train.src, data.train.tgt, "data.train")
-    valid_src, valid_tgt = read_parallel(data.valid.src, data.valid.tgt, "data.valid")
-    if not valid_src:
-        raise DataError(f"data.valid: {data.valid.src} is empty")
-    return train_src, train_tgt, valid_src, valid_tgt
+def _read_valid(config: Config) -> tuple[list[str], list[str]]:
+    sources, targets = read_pairs(config.data.valid, "data.valid")
+    if not sources:
+        raise DataError(f"data.valid: {describe(config.data.valid)} is empty")
+    return sources, targets
 
 
-def _encode(config: Config, tokenizer: Tokenizer, texts: tuple[list[str], ...]) -> TrainingData:
-    """Encode the training pairs and drop the unusable ones, reporting how many and why."""
-    train_src, train_tgt, valid_src, valid_tgt = texts
-    src_ids, tgt_ids = tokenizer.encode(train_src), tokenizer.encode(train_tgt)
-    kept, dropped = filter_pairs(src_ids, tgt_ids, config.data.max_len)
-    reasons = ", ".join(f"{count} {reason}" for reason, count in dropped.items()) or "none"
-    log.info("training pairs: %d kept of %d; dropped: %s", len(kept), len(src_ids), reasons)
-    if not kept:
-        raise DataError(f"data.train: no usable pairs left after filtering ({reasons})")
-    return TrainingData(
-        tokenizer, [src_ids[i] for i in kept], [tgt_ids[i] for i in kept], valid_src, valid_tgt
+def _train_files(config: Config) -> list[str]:
+    train = config.data.train
+    return [train.tsv] if train.tsv is not None else [train.src, train.tgt]
+
+
+def _make_tokenizers(config: Config, run_dir: Path, pairs: int) -> Tokenizers:
+    """Train SentencePiece on the training data, or copy the models the config names."""
+    tok = config.tokenizer
+    if tok.joint:
+        if tok.model:
+            joint = copy_tokenizer(tok.model, run_dir / JOINT_FILE, "tokenizer.model")
+        else:
+            joint = _train_one(config, run_dir / JOINT_FILE, (0, 1), "joint", pairs)
+        return Tokenizers(joint, joint)
+    if tok.src_model:
+        return Tokenizers(
+            copy_tokenizer(tok.src_model, run_dir / SOURCE_FILE, "tokenizer.src_model"),
+            copy_tokenizer(tok.tgt_model, run_dir / TARGET_FILE, "tokenizer.tgt_model"),
+        )
+    return Tokenizers(
+        _train_one(config, run_dir / SOURCE_FILE, (0,), config.data.src_lang, pairs),
+        _train_one(config, run_dir / TARGET_FILE, (1,), config.data.tgt_lang, pairs),
     )
+
+
+def _train_one(
+    config: Config, path: Path, sides: tuple[int, ...], name: str, pairs: int
+) -> Tokenizer:
+    tok = config.tokenizer
+    sample = f", sampling {tok.input_sentence_size:,} sentences" if tok.input_sentence_size else ""
+    log.info("training SentencePiece (%s, vocab_size=%d%s)", name, tok.vocab_size, sample)
+    corpus = iter_pairs(config.data.train, "data.train")
+    return train_tokenizer(
+        (pair[side] for pair in corpus for side in sides),
+        path,
+        vocab_size=tok.vocab_size,
+        model_type=tok.model_type,
+        character_coverage=tok.character_coverage,
+        input_sentence_size=tok.input_sentence_size,
+        total=pairs * len(sides),
+    )
+
+
+def _encoded_corpus(
+    config: Config, tokenizers: Tokenizers, run_dir: Path, pairs: int | None = None
+) -> EncodedCorpus:
+    """The training pairs as ids: from the run's cache, or encoded (and cached) now."""
+    data = config.data
+    models = sorted({tokenizers.source.path, tokenizers.target.path})
+    expected = fingerprint(
+        _train_files(config), models, max_len=data.max_len, max_ratio=data.max_ratio
+    )
+    cache = run_dir / "cache"
+    corpus = EncodedCorpus.open(cache, expected)
+    if corpus is None:
+        log.info("encoding the training data (%s) into %s", describe(data.train), cache)
+        corpus = EncodedCorpus.build(
+            cache,
+            iter_pairs(data.train, "data.train"),
+            tokenizers,
+            data.max_len,
+            data.max_ratio,
+            expected,
+            total=pairs,
+        )
+    else:
+        log.info("training data: using its encoding cached in %s", cache)
+    stats = corpus.stats
+    reasons = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    log.info("training pairs: %d kept of %d; dropped: %s", stats["kept"], stats["read"], reasons)
+    if not len(corpus):
+        raise DataError(f"data.train: no usable pairs left after filtering ({reasons})")
+    return corpus
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:

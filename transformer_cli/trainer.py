@@ -28,8 +28,15 @@ from transformer_cli.checkpoint import (
     save_weights,
 )
 from transformer_cli.config import Config
-from transformer_cli.data.batching import Batch, TokenBatchSampler, pair_lengths
-from transformer_cli.data.tokenizer import PAD_ID, Tokenizer
+from transformer_cli.data.batching import (
+    Batch,
+    TokenBatchSampler,
+    flatten,
+    padding_fraction,
+    pair_lengths,
+)
+from transformer_cli.data.cache import EncodedCorpus
+from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.errors import Interrupted
 from transformer_cli.evaluate import score
 from transformer_cli.model import Transformer
@@ -71,11 +78,10 @@ class TrainResult:
 
 @dataclass
 class TrainingData:
-    """The encoded training pairs that survived filtering, and the validation text."""
+    """The tokenizers, the encoded training pairs that survived filtering, the validation text."""
 
-    tokenizer: Tokenizer
-    src_ids: list[list[int]]
-    tgt_ids: list[list[int]]
+    tokenizers: Tokenizers
+    corpus: EncodedCorpus
     valid_src: list[str]
     valid_tgt: list[str]
 
@@ -103,9 +109,19 @@ class Trainer:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             self.cfg.precision
         )
-        lengths = pair_lengths(data.src_ids, data.tgt_ids)
-        self.sampler = TokenBatchSampler(lengths, self.cfg.batch_tokens, seed=self.cfg.seed)
-        translator = Translator(model, data.tokenizer, config.decode, device)
+        corpus = data.corpus
+        self.sampler = TokenBatchSampler(
+            corpus.pair_lengths(), self.cfg.batch_tokens, seed=self.cfg.seed
+        )
+        first_epoch = self.sampler.batches(0)
+        padding = padding_fraction(first_epoch, corpus.src_lengths, corpus.tgt_lengths)
+        log.info(
+            "batches: %d per epoch of at most %d tokens; %.1f%% of their positions are padding",
+            len(first_epoch),
+            self.cfg.batch_tokens,
+            100 * padding,
+        )
+        translator = Translator(model, data.tokenizers, config.decode, device)
         self.validator = Validator(
             translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
         )
@@ -116,10 +132,11 @@ class Trainer:
         self.elapsed_before, self.validation_seconds = 0.0, 0.0
         if state is not None:
             self._load_state(state)
+        source, target = data.tokenizers.source.vocab_size, data.tokenizers.target.vocab_size
         log.info(
-            "model: %.2fM parameters, vocabulary %d, device %s, precision %s",
+            "model: %.2fM parameters, vocabulary %s, device %s, precision %s",
             model.num_parameters() / 1e6,
-            data.tokenizer.vocab_size,
+            source if source == target and self.config.tokenizer.joint else f"{source}/{target}",
             device,
             self.cfg.precision,
         )
@@ -188,11 +205,7 @@ class Trainer:
         for _ in range(cfg.accum_steps):
             self.epoch, index, indices = next(batches)
             self.batch_index = index + 1
-            micro_batches.append(
-                Batch.from_ids(
-                    [data.src_ids[i] for i in indices], [data.tgt_ids[i] for i in indices]
-                )
-            )
+            micro_batches.append(data.corpus.batch(indices))
         self.optimizer.zero_grad(set_to_none=True)
         step_loss, tokens = accumulate_gradients(
             self.model, micro_batches, cfg.label_smoothing, self.device, self.autocast_dtype,
@@ -369,13 +382,11 @@ class Validator:
         self, translator: Translator, sources: list[str], references: list[str], batch_tokens: int
     ) -> None:
         self.translator, self.sources, self.references = translator, sources, references
-        tokenizer = translator.tokenizer
-        src_ids, tgt_ids = tokenizer.encode(sources), tokenizer.encode(references)
-        sampler = TokenBatchSampler(pair_lengths(src_ids, tgt_ids), batch_tokens, shuffle=False)
-        self.batches = [
-            Batch.from_ids([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk])
-            for chunk in sampler.batches()
-        ]
+        src = flatten(translator.tokenizers.source.encode(sources))
+        tgt = flatten(translator.tokenizers.target.encode(references))
+        lengths = pair_lengths(np.diff(src[1]), np.diff(tgt[1]))
+        sampler = TokenBatchSampler(lengths, batch_tokens, shuffle=False)
+        self.batches = [Batch.from_arrays(src, tgt, rows) for rows in sampler.batches()]
 
     @torch.no_grad()
     def loss(self) -> float:

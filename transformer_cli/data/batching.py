@@ -1,5 +1,11 @@
-"""From token ids to padded tensors: teacher-forcing batches and a length-bucketing sampler."""
+"""From token ids to padded tensors: teacher-forcing batches and a length-bucketing sampler.
 
+Sequences of ids are handled as one flat array plus offsets (sequence i is
+flat[offsets[i]:offsets[i + 1]]), the layout of the memory-mapped corpus cache, so that a batch
+of any corpus is built the same way.
+"""
+
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,18 +16,48 @@ from torch import Tensor
 from transformer_cli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> Tensor:
-    """Right-pad id sequences with `pad_id` to the longest one: (batch, max_len) int64."""
-    longest = max(len(seq) for seq in sequences)
-    padded = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        padded[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return padded
+def flatten(sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Id sequences as (flat ids, offsets)."""
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = np.fromiter(
+        (i for seq in sequences for i in seq), dtype=np.int64, count=int(offsets[-1])
+    )
+    return flat, offsets
+
+
+def pad_rows(
+    flat: np.ndarray,
+    offsets: np.ndarray,
+    rows: np.ndarray,
+    prefix: int | None = None,
+    suffix: int | None = None,
+) -> Tensor:
+    """The sequences `rows`, each with an optional first and last token, right-padded with PAD:
+    (len(rows), longest + extras) int64."""
+    starts, ends = offsets[rows], offsets[rows + 1]
+    first = int(prefix is not None)
+    width = int((ends - starts).max(initial=0)) + first + int(suffix is not None)
+    padded = np.full((len(rows), width), PAD_ID, dtype=np.int64)
+    if prefix is not None:
+        padded[:, 0] = prefix
+    for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        padded[row, first : first + end - start] = flat[start:end]
+        if suffix is not None:
+            padded[row, first + end - start] = suffix
+    return torch.from_numpy(padded)
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]]) -> Tensor:
+    """Right-pad id sequences with PAD to the longest one: (batch, max_len) int64."""
+    flat, offsets = flatten(sequences)
+    return pad_rows(flat, offsets, np.arange(len(sequences)))
 
 
 def source_tensor(src_ids: Sequence[Sequence[int]]) -> Tensor:
     """Source ids + EOS, padded: (batch, src_len). EOS marks the end even for an empty sentence."""
-    return pad_sequences([[*ids, EOS_ID] for ids in src_ids])
+    flat, offsets = flatten(src_ids)
+    return pad_rows(flat, offsets, np.arange(len(src_ids)), suffix=EOS_ID)
 
 
 @dataclass
@@ -33,14 +69,24 @@ class Batch:
     tgt_out: Tensor  # (batch, tgt_len): target ids + EOS, what each decoder position predicts
 
     @classmethod
+    def from_arrays(
+        cls,
+        src: tuple[np.ndarray, np.ndarray],
+        tgt: tuple[np.ndarray, np.ndarray],
+        rows: np.ndarray,
+    ) -> "Batch":
+        """The pairs `rows` of a corpus held as (flat ids, offsets) for each side."""
+        return cls(
+            src=pad_rows(*src, rows, suffix=EOS_ID),
+            tgt_in=pad_rows(*tgt, rows, prefix=BOS_ID),
+            tgt_out=pad_rows(*tgt, rows, suffix=EOS_ID),
+        )
+
+    @classmethod
     def from_ids(
         cls, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]]
     ) -> "Batch":
-        return cls(
-            src=source_tensor(src_ids),
-            tgt_in=pad_sequences([[BOS_ID, *ids] for ids in tgt_ids]),
-            tgt_out=pad_sequences([[*ids, EOS_ID] for ids in tgt_ids]),
-        )
+        return cls.from_arrays(flatten(src_ids), flatten(tgt_ids), np.arange(len(src_ids)))
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device))
@@ -51,9 +97,9 @@ class Batch:
         return int((self.tgt_out != PAD_ID).sum())
 
 
-def pair_lengths(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]]) -> np.ndarray:
+def pair_lengths(src_lengths: np.ndarray, tgt_lengths: np.ndarray) -> np.ndarray:
     """The padded length each pair needs in a batch: the longer side plus its EOS (or BOS)."""
-    return np.array([max(len(s), len(t)) + 1 for s, t in zip(src_ids, tgt_ids, strict=True)])
+    return np.maximum(src_lengths, tgt_lengths) + 1
 
 
 class TokenBatchSampler:
@@ -61,32 +107,67 @@ class TokenBatchSampler:
 
     Examples are sorted by length (ties broken at random) and cut greedily, so a batch holds
     sentences of similar length and little padding; the order of the batches is then shuffled.
-    `batches(epoch)` depends only on (seed, epoch), so an epoch can be replayed exactly.
-    A single example longer than the budget gets a batch of its own.
+    `batches(epoch)` depends only on (seed, epoch), so an epoch can be replayed exactly. A single
+    example longer than the budget gets a batch of its own.
+
+    With `world_size` > 1 every rank gets its own share of each epoch's batches, and every rank
+    the same number (a few batches at the end of the shuffled order are left out).
     """
 
     def __init__(
-        self, lengths: Sequence[int], batch_tokens: int, seed: int = 0, shuffle: bool = True
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_tokens: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
-        self.lengths = np.asarray(lengths)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_tokens, self.seed, self.shuffle = batch_tokens, seed, shuffle
+        self.rank, self.world_size = rank, world_size
 
-    def batches(self, epoch: int = 0) -> list[list[int]]:
+    def batches(self, epoch: int = 0) -> list[np.ndarray]:
+        """This rank's batches of `epoch`, each an array of example indices."""
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
         order = order[np.argsort(self.lengths[order], kind="stable")]
-        batches: list[list[int]] = []
-        current: list[int] = []
-        longest = 0
-        for index in order.tolist():
-            length = int(self.lengths[index])
-            if current and max(longest, length) * (len(current) + 1) > self.batch_tokens:
-                batches.append(current)
-                current, longest = [], 0
-            current.append(index)
-            longest = max(longest, length)
-        if current:
-            batches.append(current)
+        bounds = _greedy_bounds(self.lengths[order], self.batch_tokens)
+        batches = [order[start:end] for start, end in itertools.pairwise(bounds)]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.world_size > 1:
+            usable = len(batches) - len(batches) % self.world_size
+            batches = batches[self.rank : usable : self.world_size]
         return batches
+
+    def __len__(self) -> int:
+        """Batches per epoch for this rank (the same every epoch)."""
+        return len(self.batches(0))
+
+
+def _greedy_bounds(sorted_lengths: np.ndarray, budget: int) -> list[int]:
+    """Batch boundaries over lengths sorted ascending: each batch takes as many examples as fit,
+    count * longest <= budget. One numpy step per batch, not per example."""
+    bounds, start, total = [0], 0, len(sorted_lengths)
+    while start < total:
+        # No batch starting here can hold more than budget // shortest examples.
+        window = sorted_lengths[start : start + max(budget // int(sorted_lengths[start]), 1)]
+        fits = np.arange(1, len(window) + 1) * window <= budget  # true then false: lengths ascend
+        start += max(int(fits.sum()), 1)
+        bounds.append(start)
+    return bounds
+
+
+def padding_fraction(
+    batches: Sequence[np.ndarray], src_lengths: np.ndarray, tgt_lengths: np.ndarray
+) -> float:
+    """The share of padding among all positions of `batches` (source and target sides, with EOS)."""
+    padded = real = 0
+    for rows in batches:
+        for lengths in (src_lengths[rows] + 1, tgt_lengths[rows] + 1):
+            padded += len(rows) * int(lengths.max())
+            real += int(lengths.sum())
+    return 1 - real / padded if padded else 0.0

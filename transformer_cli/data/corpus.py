@@ -1,11 +1,28 @@
-"""Reading parallel text (one sentence a line, plain or .gz) and filtering unusable pairs."""
+"""Reading parallel text and deciding which pairs are fit to train on.
+
+A corpus is either two line-aligned files (source and target, one sentence a line) or one TSV
+file with a source and a target column; any of them may be gzipped (`.gz`). Lines are read
+lazily, so a corpus of any size streams through in bounded memory.
+"""
 
 import gzip
+import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from transformer_cli.errors import DataError
+
+
+class PairFiles(Protocol):
+    """Where a corpus lives: `src` and `tgt` files, or one `tsv` file (config.ParallelFiles)."""
+
+    src: str | None
+    tgt: str | None
+    tsv: str | None
 
 
 def decode_lines(binary: Iterable[bytes], name: str) -> Iterator[str]:
@@ -24,17 +41,22 @@ def decode_lines(binary: Iterable[bytes], name: str) -> Iterator[str]:
         yield line.removesuffix("\n").removesuffix("\r")
 
 
-def read_lines(path: str | Path, key: str = "") -> list[str]:
-    """The lines of a UTF-8 text file (gunzipped if it ends in .gz), as `decode_lines` reads them.
+def iter_lines(path: str | Path, key: str = "") -> Iterator[str]:
+    """The lines of a UTF-8 text file (gunzipped if it ends in .gz), read lazily.
 
     `key` names the config key or flag in error messages.
     """
+    label = f"{key}: " if key else ""
+    yield from decode_lines(_binary_lines(path, key), f"{label}{path}")
+
+
+def _binary_lines(path: str | Path, key: str) -> Iterator[bytes]:
     path = Path(path)
     label = f"{key}: " if key else ""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as file:
-            return list(decode_lines(file, f"{label}{path}"))
+            yield from file
     except FileNotFoundError:
         raise DataError(f"{label}file not found: {path}") from None
     except IsADirectoryError:
@@ -43,28 +65,95 @@ def read_lines(path: str | Path, key: str = "") -> list[str]:
         raise DataError(f"{label}{path}: cannot read: {err}") from None
 
 
-def read_parallel(src: str | Path, tgt: str | Path, key: str = "") -> tuple[list[str], list[str]]:
-    """Source and target lines of a line-aligned pair of files; their line counts must agree."""
-    src_lines = read_lines(src, f"{key}.src" if key else "")
-    tgt_lines = read_lines(tgt, f"{key}.tgt" if key else "")
-    if len(src_lines) != len(tgt_lines):
+def read_lines(path: str | Path, key: str = "") -> list[str]:
+    """All lines of a text file, as `iter_lines` reads them."""
+    return list(iter_lines(path, key))
+
+
+def iter_pairs(files: PairFiles, key: str = "") -> Iterator[tuple[str, str]]:
+    """(source, target) sentence pairs, lazily, from aligned files or a TSV file."""
+    if files.tsv is not None:
+        return _tsv_pairs(files.tsv, f"{key}.tsv" if key else "")
+    return _aligned_pairs(files.src, files.tgt, key)
+
+
+def read_pairs(files: PairFiles, key: str = "") -> tuple[list[str], list[str]]:
+    """All source and all target sentences of a corpus."""
+    src, tgt = [], []
+    for source, target in iter_pairs(files, key):
+        src.append(source)
+        tgt.append(target)
+    return src, tgt
+
+
+def count_pairs(files: PairFiles, key: str = "") -> int:
+    """The number of pairs of a corpus, checking its shape on the way: equal line counts for two
+    files, two columns on every TSV line. A fast byte-level pass (no UTF-8 decoding)."""
+    if files.tsv is not None:
+        label = f"{key}.tsv: " if key else ""
+        count = 0
+        for count, line in enumerate(_binary_lines(files.tsv, f"{key}.tsv"), start=1):
+            columns = line.count(b"\t") + 1
+            if columns != 2:
+                raise DataError(
+                    f"{label}{files.tsv}:{count}: expected 2 tab-separated columns (source, "
+                    f"target), found {columns}"
+                )
+        return count
+    src = sum(1 for _ in _binary_lines(files.src, f"{key}.src" if key else ""))
+    tgt = sum(1 for _ in _binary_lines(files.tgt, f"{key}.tgt" if key else ""))
+    if src != tgt:
         raise DataError(
-            f"{key + ': ' if key else ''}{src} has {len(src_lines)} lines but {tgt} has "
-            f"{len(tgt_lines)}; the two files must be line-aligned"
+            f"{key + ': ' if key else ''}{files.src} has {src} lines but {files.tgt} has {tgt}; "
+            "the two files must be line-aligned"
         )
-    return src_lines, tgt_lines
+    return src
+
+
+def describe(files: PairFiles) -> str:
+    """The file(s) of a corpus, for messages."""
+    return files.tsv if files.tsv is not None else f"{files.src} / {files.tgt}"
+
+
+def _aligned_pairs(src: str | Path, tgt: str | Path, key: str) -> Iterator[tuple[str, str]]:
+    src_lines = iter_lines(src, f"{key}.src" if key else "")
+    tgt_lines = iter_lines(tgt, f"{key}.tgt" if key else "")
+    count = 0
+    for count, pair in enumerate(itertools.zip_longest(src_lines, tgt_lines), start=1):
+        if None in pair:  # one file ended first: count the rest of the other for the message
+            src_count = count - 1 + (pair[0] is not None) + sum(1 for _ in src_lines)
+            tgt_count = count - 1 + (pair[1] is not None) + sum(1 for _ in tgt_lines)
+            raise DataError(
+                f"{key + ': ' if key else ''}{src} has {src_count} lines but {tgt} has "
+                f"{tgt_count}; the two files must be line-aligned"
+            )
+        yield pair
+
+
+def _tsv_pairs(path: str | Path, key: str) -> Iterator[tuple[str, str]]:
+    label = f"{key}: " if key else ""
+    for number, line in enumerate(iter_lines(path, key), start=1):
+        columns = line.split("\t")
+        if len(columns) != 2:
+            raise DataError(
+                f"{label}{path}:{number}: expected 2 tab-separated columns (source, target), "
+                f"found {len(columns)}"
+            )
+        yield columns[0], columns[1]
 
 
 def filter_pairs(
-    src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_len: int
-) -> tuple[list[int], Counter[str]]:
-    """Indices of the pairs fit for training, and how many were dropped for each reason."""
-    kept, dropped = [], Counter()
-    for index, (src, tgt) in enumerate(zip(src_ids, tgt_ids, strict=True)):
-        if not src or not tgt:
-            dropped["empty side"] += 1
-        elif len(src) > max_len or len(tgt) > max_len:
-            dropped[f"longer than data.max_len={max_len} tokens"] += 1
-        else:
-            kept.append(index)
-    return kept, dropped
+    src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_len: int, max_ratio: float | None
+) -> tuple[np.ndarray, Counter[str]]:
+    """Which pairs (by their token counts) are fit for training, as a boolean mask, and how many
+    were dropped for each reason; a pair counts under the first reason that applies."""
+    empty = (src_lengths == 0) | (tgt_lengths == 0)
+    too_long = ~empty & ((src_lengths > max_len) | (tgt_lengths > max_len))
+    reasons = {"empty side": empty, f"longer than data.max_len={max_len} tokens": too_long}
+    if max_ratio is not None:
+        longer = np.maximum(src_lengths, tgt_lengths)
+        shorter = np.minimum(src_lengths, tgt_lengths)
+        lopsided = ~empty & ~too_long & (longer > max_ratio * shorter)
+        reasons[f"length ratio above data.max_ratio={max_ratio:g}"] = lopsided
+    dropped = Counter({reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()})
+    return ~np.logical_or.reduce(list(reasons.values())), dropped
