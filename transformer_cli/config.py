@@ -72,7 +72,7 @@ class TokenizerConfig(_Section):
         1.0, gt=0, le=1, description="share of characters the vocabulary must cover"
     )
     input_sentence_size: int = Field(
-        2_000_000,
+        1_000_000,
         ge=0,
         description="sentences sampled from the training data to train SentencePiece (0: all)",
     )
