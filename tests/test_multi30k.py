@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import subprocess
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -130,3 +131,12 @@ def test_the_multi30k_config_trains_on_files_of_that_shape(tmp_path, monkeypatch
 def test_the_gpu_variant_is_a_valid_config():
     config = load_config(REPO / "configs" / "multi30k-gpu.yaml")
     assert config.train.precision == "bf16" and config.model.attention == "fused"
+
+
+def test_the_shell_entry_point_runs_the_downloader():
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "get_multi30k.sh"), "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "--out" in done.stdout and "Multi30k" in done.stdout
