@@ -1,6 +1,5 @@
 """End to end through the real `tcli` entry point: train, translate, evaluate, fail well."""
 
-import importlib.util
 import json
 import os
 import select
@@ -14,6 +13,7 @@ import yaml
 from conftest import SPLIT_SIZES, tcli
 
 from transformer_cli import load_run
+from transformer_cli.records import TrainingLog, read_records
 
 
 def test_train_writes_a_complete_run_directory(run_dir):
@@ -142,13 +142,27 @@ def test_average_of_the_last_checkpoints_is_usable_by_eval_and_translate(run_dir
     _assert_one_line_error(too_many, "--last 3", "has 2 step checkpoint(s)")
 
 
-def test_tensorboard_logs_or_warns_that_the_package_is_missing(config_file, tmp_path):
+def test_tensorboard_gets_the_same_scalars_as_metrics_jsonl(config_file, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     args = ("train", config_file, "--out", tmp_path / "r", "--set", "train.tensorboard=true")
-    result = tcli(*args, "--set", "train.max_steps=2", "--set", "train.eval_every=2")
-    if importlib.util.find_spec("tensorboard") is None:
-        assert "tensorboard package is not installed; skipping it" in result.stderr
-    else:
-        assert list((tmp_path / "r" / "tensorboard").glob("events.out.tfevents.*"))
+    tcli(*args, "--set", "train.max_steps=4", "--set", "train.eval_every=2")
+    events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    events.Reload()
+    records = read_records(tmp_path / "r" / "metrics.jsonl")
+    for kind, key in (("train", "loss"), ("valid", "bleu"), ("valid", "loss")):
+        logged = [(r["step"], r[key]) for r in records if r["kind"] == kind]
+        scalars = [(e.step, e.value) for e in events.Scalars(f"{kind}/{key}")]
+        assert len(scalars) == len(logged) > 0
+        assert scalars == [(step, pytest.approx(value, rel=1e-6)) for step, value in logged]
+
+
+def test_missing_tensorboard_package_is_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now fails
+    log = TrainingLog(tmp_path, max_steps=1, max_minutes=None, tensorboard=True)
+    log.close()
+    assert log.tensorboard is None
+    assert "the tensorboard package is not installed; skipping it" in caplog.text
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
