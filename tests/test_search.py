@@ -17,7 +17,7 @@ from transformer_cli.decode import (
     greedy_decode_reference,
     length_penalty,
 )
-from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.model import DecoderState, Transformer, TransformerConfig
 
 # A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
 TINY_VOCAB, OUTPUT_TOKENS = 7, (1, 4, 5, 6)
@@ -75,6 +75,49 @@ def test_beam_of_one_equals_greedy(tiny_model, run_dir):
     src = source_tensor(run.tokenizers.source.encode(_sentences(run_dir)))
     greedy = [h.tokens for h in greedy_decode(run.model, src, 1.5, 5)]
     assert [h[0].tokens for h in beam_search(run.model, src, 1, 1.5, 5)] == greedy
+
+
+class _EosFirstThenLonger:
+    """A scripted model: EOS narrowly beats word 4 at the first step, but 4 4 EOS then follows
+    with near certainty, so with a length penalty (alpha > 0) the longer output scores higher."""
+
+    config = TransformerConfig(src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB)
+
+    def encode(self, src):
+        return torch.zeros(src.size(0), 1, 4), torch.ones(src.size(0), 1, 1, 1, dtype=torch.bool)
+
+    def start_decoding(self, memory, src_mask):
+        return DecoderState(memory, src_mask, caches=[])
+
+    def decode_step(self, tokens, state):
+        probs = torch.full((tokens.size(0), TINY_VOCAB), 1e-6)
+        probs[:, EOS_ID if state.length == 2 else 4] = 0.999
+        if state.length == 0:
+            probs[:, EOS_ID], probs[:, 4] = 0.5, 0.45
+        state.length += 1
+        return probs.log()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_of_one_equals_greedy_with_a_length_penalty(tiny_model, alpha):
+    model, src = _EosFirstThenLonger(), source_tensor([[5, 5, 5]])
+    assert greedy_decode(model, src, 1.0, 6, alpha)[0].tokens == []
+    assert beam_search(model, src, 1, 1.0, 6, alpha)[0][0].tokens == []
+    # the wider beam keeps 4 alive and, with the length penalty only, prefers 4 4 to stopping
+    assert beam_search(model, src, 2, 1.0, 6, alpha)[0][0].tokens == ([] if alpha == 0 else [4, 4])
+
+    gen = torch.Generator().manual_seed(13)
+    src = source_tensor([torch.randint(4, 7, (n,), generator=gen).tolist() for n in range(1, 9)])
+    greedy = [h.tokens for h in greedy_decode(tiny_model, src, 1.0, 4, alpha)]
+    assert [h[0].tokens for h in beam_search(tiny_model, src, 1, 1.0, 4, alpha)] == greedy
+
+
+def test_translate_with_beam_one_equals_greedy(run_dir):
+    run = load_run(run_dir, device="cpu")  # decode.length_penalty keeps its default, 0.6
+    sentences = _sentences(run_dir)
+    greedy = run.translate(sentences)
+    run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": 1})
+    assert run.translate(sentences) == greedy
 
 
 def test_cached_greedy_equals_the_reference_on_a_trained_model(run_dir):

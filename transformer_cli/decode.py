@@ -129,9 +129,10 @@ def beam_search(
     Each step extends every live hypothesis by every token and keeps the `beam_size` best
     continuations per sentence. A continuation ending in EOS that ranks among the best
     `beam_size` becomes a finished hypothesis, scored by log P / length_penalty(|Y|, alpha).
-    A sentence stops when its `nbest` best finished hypotheses can no longer be beaten: a live
-    hypothesis's log-probability only falls as it grows, so log P / length_penalty(limit) bounds
-    every score it can still reach.
+    A sentence stops once the beam has finished max(beam_size, nbest) hypotheses (the usual rule,
+    which makes beam size 1 exactly greedy search), or earlier when its `nbest` best finished
+    hypotheses can no longer be beaten: a live hypothesis's log-probability only falls as it
+    grows, so log P / length_penalty(limit) bounds every score it can still reach.
 
     The greedy translation starts out among the finished hypotheses. Plain beam search can prune
     the greedy path and end with a worse translation than greedy search; with it in the pool,
@@ -149,6 +150,7 @@ def beam_search(
     scores = torch.full((len(live), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # at first only one hypothesis per sentence: BOS
     finished: list[list[Hypothesis]] = [[hypothesis] for hypothesis in greedy]
+    enough = max(k, nbest) + 1  # finished hypotheses that end a sentence: the beam's and greedy's
     for step in range(1, max(limits) + 1):
         log_probs = _next_token_log_probs(model.decode_step(tokens[:, -1:], state), pad_id)
         vocab = log_probs.size(-1)
@@ -179,8 +181,10 @@ def beam_search(
                         Hypothesis(hypothesis, score / length_penalty(step, alpha), score)
                     )
                 continue
-            if not beams or _cannot_improve(
-                finished[sentence], beams, nbest, limits[sentence], alpha
+            if (
+                not beams
+                or len(finished[sentence]) >= enough
+                or _cannot_improve(finished[sentence], beams, nbest, limits[sentence], alpha)
             ):
                 continue
             beams += [(*beams[-1][:2], float("-inf"))] * (k - len(beams))  # pad with dead beams

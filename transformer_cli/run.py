@@ -94,16 +94,17 @@ class Translator:
         (log-probability / length penalty), best first; blank sentences get none.
 
         Two token sequences can spell the same text (SentencePiece segments a word in more than
-        one way); only the better-scoring one is kept, so the search is asked for twice as many.
+        one way); only the better-scoring one is kept, so for a list the search is asked for
+        twice as many.
         """
         d = self.decode
-        beam_size = max(d.beam_size, nbest)
+        beam_size, wanted = max(d.beam_size, nbest), 1 if nbest == 1 else 2 * nbest
         hypotheses = self._each_batch(
             self.tokenizers.source.encode(sentences),
             batch_size,
             progress,
             lambda src, _: beam_search(
-                self.model, src, beam_size, d.max_len_a, d.max_len_b, d.length_penalty, 2 * nbest
+                self.model, src, beam_size, d.max_len_a, d.max_len_b, d.length_penalty, wanted
             ),
         )
         results = []
