@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transformer_cli.data.batching import Batch, pad_sequences, source_tensor
-from transformer_cli.decode import greedy_decode, greedy_decode_reference
+from transformer_cli.decode import beam_search, greedy_decode, greedy_decode_reference
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.model.layers import PositionalEncoding, sinusoidal_positions
 from transformer_cli.trainer import sequence_loss
@@ -207,3 +207,12 @@ def test_learned_positions_refuse_sequences_past_their_table():
     model = make_model(positional="learned", max_positions=4)
     with pytest.raises(ValueError, match="max_positions=4"):
         model(source_tensor([[5] * 6]), torch.tensor([[2, 5]]))
+
+
+def test_decoding_with_learned_positions_stops_at_the_end_of_the_table():
+    model = make_model(positional="learned", max_positions=8)
+    src = source_tensor([[5] * 6, [6] * 3])  # 6 + EOS fills 7 of the 8 positions
+    for output in greedy_decode(model, src, max_len_a=2.0, max_len_b=5):  # asks for 17 and 11
+        assert len(output.tokens) <= 8
+    for output in beam_search(model, src, 3, 2.0, 5):
+        assert len(output[0].tokens) <= 8

@@ -17,6 +17,7 @@ from transformer_cli.decode import (
     greedy_decode_reference,
     length_penalty,
 )
+from transformer_cli.errors import DataError
 from transformer_cli.model import DecoderState, Transformer, TransformerConfig
 
 # A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
@@ -207,3 +208,14 @@ def test_cli_beam_nbest_and_score(run_dir, corpus, tmp_path):
     assert bad.returncode == 2 and "has 1 lines but the input has 20" in bad.stderr
     scored = json.loads(tcli("eval", run_dir, "--beam", "3", "--json", "--device", "cpu").stdout)
     assert scored["n_sentences"] == SPLIT_SIZES["test"]
+
+
+def test_lines_too_long_for_learned_positions_are_named(run_dir):
+    run = load_run(run_dir, device="cpu")
+    short, long = "A cat.", "The old man gives the child a red ball."
+    # as if trained with learned positions and model.max_positions just enough for `short`
+    run.model.max_length = len(run.tokenizers.source.encode([short])[0]) + 1
+    with pytest.raises(DataError, match=f"input line 2 has .* at most {run.model.max_length - 1}"):
+        run.translate([short, long])
+    with pytest.raises(DataError, match="target line 1 has"):
+        run.score([short], [long])

@@ -29,10 +29,13 @@ class Hypothesis:
     log_prob: float  # the sum of the token log-probabilities (EOS included if produced)
 
 
-def max_output_lengths(src: Tensor, pad_id: int, max_len_a: float, max_len_b: int) -> Tensor:
-    """Per-sentence output limit, a * source_tokens + b (EOS not counted): (batch,) int64."""
+def max_output_lengths(
+    src: Tensor, pad_id: int, max_len_a: float, max_len_b: int, cap: int | None = None
+) -> Tensor:
+    """Per-sentence output limit, a * source_tokens + b (EOS not counted), at most `cap` (the
+    decoder positions a learned table has): (batch,) int64."""
     src_tokens = (src != pad_id).sum(dim=1) - 1  # the source's EOS is not a word
-    return (max_len_a * src_tokens + max_len_b).floor().long().clamp(min=1)
+    return (max_len_a * src_tokens + max_len_b).floor().long().clamp(min=1, max=cap)
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -56,7 +59,7 @@ def greedy_decode(
     only sets its `score`).
     """
     memory, src_mask = model.encode(src)  # (batch, src_len, d_model), (batch, 1, 1, src_len)
-    limits = max_output_lengths(src, model.config.pad_id, max_len_a, max_len_b)
+    limits = max_output_lengths(src, model.config.pad_id, max_len_a, max_len_b, model.max_length)
     return _greedy(model, memory, src_mask, limits, alpha)
 
 
@@ -96,7 +99,7 @@ def greedy_decode_reference(
     O(n²) decoder work per sentence; kept as the reference for `greedy_decode`."""
     pad_id = model.config.pad_id
     memory, src_mask = model.encode(src)
-    limits = max_output_lengths(src, pad_id, max_len_a, max_len_b)
+    limits = max_output_lengths(src, pad_id, max_len_a, max_len_b, model.max_length)
     tokens = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for step in range(1, int(limits.max()) + 1):
@@ -140,7 +143,7 @@ def beam_search(
     """
     pad_id, k, device = model.config.pad_id, beam_size, src.device
     memory, src_mask = model.encode(src)
-    limit_tensor = max_output_lengths(src, pad_id, max_len_a, max_len_b)
+    limit_tensor = max_output_lengths(src, pad_id, max_len_a, max_len_b, model.max_length)
     greedy = _greedy(model, memory, src_mask, limit_tensor, alpha)
     limits = limit_tensor.tolist()
     # Rows are grouped by sentence: row slot * k + j is beam j of the slot-th live sentence.

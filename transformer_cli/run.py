@@ -25,7 +25,7 @@ from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import RunError
+from transformer_cli.errors import DataError, RunError
 from transformer_cli.model import Transformer, TransformerConfig
 
 T = TypeVar("T")
@@ -122,6 +122,7 @@ class Translator:
     ) -> list[float]:
         """The model's log-probability of each target (+ EOS) given its source (force decoding)."""
         tgt_ids = self.tokenizers.target.encode(targets)
+        self._check_lengths(tgt_ids, "target")
         scores = self._each_batch(
             self.tokenizers.source.encode(sources),
             batch_size,
@@ -140,6 +141,7 @@ class Translator:
         """Call run(src tensor, sentence indices) on batches of similar-length sentences and
         return its per-sentence results in input order (None for blank sentences)."""
         batch_size = batch_size or self.decode.batch_size
+        self._check_lengths(src_ids, "input")
         # Sentences of similar length decode together: less padding, fewer wasted steps.
         order = sorted((i for i, seq in enumerate(src_ids) if seq), key=lambda i: len(src_ids[i]))
         results: list[T | None] = [None] * len(src_ids)
@@ -156,6 +158,16 @@ class Translator:
         finally:
             self.model.train(was_training)
         return results
+
+    def _check_lengths(self, lines: list[list[int]], what: str) -> None:
+        """Learned positions end at model.max_positions: say which line is too long."""
+        limit = self.model.max_length
+        for number, ids in enumerate(lines, start=1):
+            if limit is not None and len(ids) + 1 > limit:  # + EOS (or BOS)
+                raise DataError(
+                    f"{what} line {number} has {len(ids)} tokens; with learned positions the "
+                    f"model takes at most {limit - 1} (model.max_positions={limit})"
+                )
 
     def _detokenize(self, outputs: list[list[int] | None]) -> list[str]:
         texts = self.tokenizers.target.decode([ids or [] for ids in outputs])

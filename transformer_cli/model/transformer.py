@@ -76,6 +76,8 @@ class Transformer(nn.Module):
         else:
             self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
         self.src_positions, self.tgt_positions = _positions(c), _positions(c)
+        # the longest sequence (source + EOS, or BOS + target) a learned table can place
+        self.max_length = c.max_positions if c.positional == "learned" else None
         self.embed_dropout = nn.Dropout(c.dropout)
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(c.d_model, c.n_heads, c.d_ff, c.dropout, pre_norm, fused)
