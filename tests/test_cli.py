@@ -146,7 +146,9 @@ def test_tensorboard_gets_the_same_scalars_as_metrics_jsonl(config_file, tmp_pat
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     args = ("train", config_file, "--out", tmp_path / "r", "--set", "train.tensorboard=true")
-    tcli(*args, "--set", "train.max_steps=4", "--set", "train.eval_every=2")
+    every = ("--set", "train.eval_every=2", "--set", "train.log_every=1")
+    tcli(*args, *every, "--set", "train.max_steps=4")
+    tcli("train", "--resume", tmp_path / "r", "--set", "train.max_steps=6")  # appends to the log
     events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
     events.Reload()
     records = read_records(tmp_path / "r" / "metrics.jsonl")

@@ -176,6 +176,12 @@ def test_early_stopping_after_patience_validations_without_improvement(corpus, t
     result = train(config, tmp_path / "run", device="cpu")
     assert (result.stop_reason, result.steps, result.best_step) == ("early_stopping", 6, 2)
     assert latest_step(tmp_path / "run" / "checkpoints") == 6
+    # Stopped at step 3 (validated there too, off the schedule) and resumed: the same stop.
+    first = config.model_copy(deep=True)
+    first.train.max_steps = 3
+    train(first, tmp_path / "resumed", device="cpu")
+    result = resume(tmp_path / "resumed", ["train.max_steps=100"], device="cpu")
+    assert (result.stop_reason, result.steps, result.best_step) == ("early_stopping", 6, 2)
 
 
 def test_best_checkpoint_by_loss(corpus, tmp_path):
@@ -278,9 +284,18 @@ def test_metrics_resume_drops_records_of_steps_done_twice(short_run):
     # Pretend a crash after step 5 was logged but before its checkpoint: those lines are redone.
     with (short_run / "metrics.jsonl").open("a") as file:
         file.write(json.dumps({"kind": "train", "step": 5, "loss": 99.0}) + "\n")
+        file.write('{"kind": "train", "st')  # and a line the crash cut short
     resume(short_run, ["train.max_steps=6"], device="cpu")
     records = read_records(short_run / "metrics.jsonl")
     assert 99.0 not in [r.get("loss") for r in records]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [4, 6]  # log_every=50: at stops
+
+
+@pytest.mark.parametrize("damage", [b"", b"partial", b"PK\x03\x04 torn zip"])
+def test_a_damaged_training_state_is_a_one_line_error(short_run, damage):
+    (short_run / "checkpoints" / "step-00000004.state.pt").write_bytes(damage)
+    with pytest.raises(RunError, match=r"cannot load training state .*step-00000004\.state\.pt"):
+        resume(short_run, ["train.max_steps=6"], device="cpu")
 
 
 def test_resuming_reuses_the_encoded_corpus(short_run, monkeypatch):

@@ -14,6 +14,7 @@ old file or the new one, never a torn one.
 """
 
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def load_training_state(directory: Path, step: int) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RunError(f"training state not found: {path}") from None
-    except (RuntimeError, EOFError, OSError) as err:  # a torn or foreign file
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:  # torn or foreign
         raise RunError(f"cannot load training state {path}: {err}") from None
 
 

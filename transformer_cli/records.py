@@ -166,7 +166,16 @@ def read_records(path: Path) -> list[dict]:
 
 
 def _drop_records_after(path: Path, step: int) -> None:
-    kept = [record for record in read_records(path) if record["step"] <= step]
+    """Keep the records up to `step`; a line cut short by a crash is dropped with a warning."""
+    kept = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s, line %d: dropping a damaged record", path, number)
+            continue
+        if record["step"] <= step:
+            kept.append(record)
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
@@ -176,4 +185,5 @@ def _tensorboard_writer(run_dir: Path, start_step: int) -> object | None:
     except ImportError:
         log.warning("train.tensorboard: the tensorboard package is not installed; skipping it")
         return None
-    return SummaryWriter(run_dir / "tensorboard", purge_step=start_step or None)
+    # drop what a crashed run wrote after its last checkpoint: steps from start_step + 1 on
+    return SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None)

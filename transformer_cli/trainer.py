@@ -160,8 +160,9 @@ class Trainer:
                     reason = self._stop_reason(records, signals)
                     if self.step % cfg.log_every == 0 or reason:
                         records.flush_window()
-                    validate = self.step % cfg.eval_every == 0 or reason in LIMITS
-                    if validate and self._validate(records) and not reason:
+                    scheduled = self.step % cfg.eval_every == 0
+                    validate = scheduled or reason in LIMITS  # the final weights get scored too
+                    if validate and self._validate(records, scheduled) and not reason:
                         reason = "early_stopping"
                     if validate or reason:
                         self._save_checkpoint(records.elapsed())
@@ -219,17 +220,22 @@ class Trainer:
         records.step(self.step, self.epoch, step_loss, tokens, lr, grad_norm)
 
     def _stop_reason(self, records: TrainingLog, signals: "StopSignals") -> str | None:
+        if self.step == self.cfg.max_steps:  # done anyway: a signal now needs no resume
+            return "max_steps"
         if signals.received is not None:
             return signal.Signals(signals.received).name
-        if self.step == self.cfg.max_steps:
-            return "max_steps"
         # Stop early enough that the final validation ends by the deadline.
         if records.time_left() <= self.validation_seconds:
             return "max_minutes"
         return None
 
-    def _validate(self, records: TrainingLog) -> bool:
-        """Validate, keep the best weights; True when early stopping's patience has run out."""
+    def _validate(self, records: TrainingLog, scheduled: bool = True) -> bool:
+        """Validate, keep the best weights; True when early stopping's patience has run out.
+
+        Only validations on the eval_every schedule count against the patience: the extra one at
+        a max_steps or max_minutes stop must not make a run that is later resumed and extended
+        stop earlier than one that never stopped.
+        """
         started = time.monotonic()
         with records.paused():
             result = self.validator.run()
@@ -242,7 +248,7 @@ class Trainer:
             self.best_value, self.best_step, self.bad_validations = value, self.step, 0
             metadata = {"step": self.step, **{f"valid_{k}": v for k, v in result.items()}}
             save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
-        else:
+        elif scheduled:
             self.bad_validations += 1
         records.validation(self.step, self.epoch, result, better)
         patience = self.cfg.early_stopping_patience
@@ -287,7 +293,8 @@ class Trainer:
             state["batch_index"],
         )
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved by a run without fp16
+            self.scaler.load_state_dict(state["scaler"])
         self.best_value, self.best_step = state["best_value"], state["best_step"]
         self.bad_validations = state["bad_validations"]
         self.elapsed_before = state["elapsed_s"]
