@@ -176,6 +176,20 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str)
         assert fragment in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("translate", "runs/x", "--beam", "0"), "'--beam'"),
+        (("translate", "runs/x", "--batch-size", "-1"), "'--batch-size'"),
+        (("translate", "runs/x", "--no-such-flag"), "--no-such-flag"),
+        (("average", "runs/x"), "'--last'"),
+        (("evaluate",), "'evaluate'"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_flag(args, named):
+    _assert_one_line_error(tcli(*args, check=False), named, "--help)")
+
+
 def test_existing_run_is_not_overwritten_without_asking(run_dir, config_file):
     before = (run_dir / "checkpoints" / "best.safetensors").read_bytes()
     result = tcli("train", config_file, "--out", run_dir, check=False)

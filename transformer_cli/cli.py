@@ -306,9 +306,27 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("transformer_cli").addHandler(handler)
     logging.getLogger("transformer_cli").setLevel(logging.INFO)
     try:
-        app(args, prog_name="tcli")  # usage errors are typer's: its message, exit code 2
+        # not standalone: typer's usage errors come here, to be told in one line like ours
+        exit_code = app(args, prog_name="tcli", standalone_mode=False)
     except TcliError as err:
         if debug:
             raise
         print(f"tcli: {err.prefix}{err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except Exception as err:
+        if debug or not _is_usage_error(err):
+            raise
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `tcli`: the help is the message
+            print(err.format_message(), file=sys.stderr)
+            sys.exit(2)
+        print(
+            f"tcli: error: {err.format_message()} (see: {err.ctx.command_path} --help)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    sys.exit(exit_code or 0)
+
+
+def _is_usage_error(err: Exception) -> bool:
+    """click's UsageError (a bad flag or value), which newer typer versions vendor privately."""
+    return any(cls.__name__ == "UsageError" for cls in type(err).__mro__)
