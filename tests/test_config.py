@@ -66,11 +66,15 @@ def test_d_model_not_divisible_by_heads_is_rejected(tmp_path, toy_dict):
         ("train", "warmup_steps", -1),
         ("tokenizer", "vocab_size", 2),
         ("train", "label_smoothing", 1.0),
+        ("train", "seed", -1),  # numpy takes seeds in [0, 2**32)
+        ("train", "adam_betas", [0.9, 1.5]),
+        ("train", "lr", float("inf")),
+        ("train", "max_steps", True),  # YAML `true`, which would otherwise read as 1
     ],
 )
 def test_impossible_values_name_the_key(tmp_path, toy_dict, section, key, value):
     toy_dict[section][key] = value
-    with pytest.raises(ConfigError, match=rf"{section}\.{key}: "):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}(\.\d)?: "):
         load_config(_write(tmp_path, toy_dict))
 
 
@@ -147,6 +151,7 @@ def test_set_overrides_parse_yaml_scalars():
         ("train.lr=fast", r"--set train\.lr: "),
         ("model.d_model.x=1", r"--set model\.d_model\.x: model\.d_model is not a section"),
         ("train.lr", r"expected KEY=VALUE"),
+        ("unknown.key=1", r"--set unknown: unknown key"),
     ],
 )
 def test_bad_overrides_are_reported_as_overrides(override, pattern):

@@ -9,7 +9,7 @@ Data paths are used as written: relative paths are relative to the directory you
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,8 +18,23 @@ from transformer_cli.errors import ConfigError
 
 
 class _Section(BaseModel):
-    # Strict: a misspelt key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Strict: a misspelt key is an error, not a silently ignored setting; no inf or nan.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        # pydantic reads true as 1; in a config, `max_steps: true` is a mistake, not a number
+        for name, value in data.items() if isinstance(data, dict) else ():
+            field = cls.model_fields.get(name)
+            if isinstance(value, bool) and field and bool not in _member_types(field.annotation):
+                raise ValueError(f"{name}: expected a number, not {str(value).lower()}")
+        return data
+
+
+def _member_types(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation admits: (int, NoneType) for `int | None`."""
+    return get_args(annotation) or (annotation,)
 
 
 class ParallelFiles(_Section):
@@ -136,6 +151,9 @@ class ModelConfig(_Section):
         return self
 
 
+_Beta = Annotated[float, Field(ge=0, lt=1)]  # an Adam decay rate
+
+
 class TrainConfig(_Section):
     max_steps: int | None = Field(
         gt=0, description="stop after this many optimizer steps (null: no limit)"
@@ -159,7 +177,9 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(
         ge=0, lt=1, description="label smoothing of the cross-entropy loss"
     )
-    seed: int = Field(description="seed for parameter initialisation, dropout and batch order")
+    seed: int = Field(
+        ge=0, lt=2**32, description="seed for parameter initialisation, dropout and batch order"
+    )
     eval_every: int = Field(
         gt=0, description="validate (loss, perplexity, greedy BLEU) every this many steps"
     )
@@ -167,7 +187,7 @@ class TrainConfig(_Section):
     clip_grad_norm: float | None = Field(
         1.0, gt=0, description="clip the gradient norm to this (null: no clipping)"
     )
-    adam_betas: tuple[float, float] = Field((0.9, 0.98), description="Adam's beta1, beta2")
+    adam_betas: tuple[_Beta, _Beta] = Field((0.9, 0.98), description="Adam's beta1, beta2")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast precision of forward passes (fp16: CUDA only)"
     )
@@ -252,6 +272,8 @@ def _type_name(annotation: Any) -> str:
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Literal:
         return " or ".join(map(str, args))
+    if origin is Annotated:  # a type with its bounds
+        return _type_name(args[0])
     if origin is tuple:
         return "[" + ", ".join(_type_name(arg) for arg in args) + "]"
     if args:  # a union such as int | None
@@ -313,7 +335,10 @@ def validate_config(
         errors = err.errors()
         first = errors[0]
         key, message = _describe(first)
-        origin = f"--set {key}" if key in overridden else f"{source}: {key}"
+        by_set = any(
+            o == key or o.startswith(key + ".") or key.startswith(o + ".") for o in overridden
+        )
+        origin = f"--set {key}" if by_set else f"{source}: {key}"
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{origin}: {message}{more}") from None
 
