@@ -3,6 +3,7 @@
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,23 @@ def test_existing_run_is_not_overwritten_without_asking(run_dir, config_file):
     result = tcli("train", config_file, "--out", run_dir, check=False)
     _assert_one_line_error(result, str(run_dir), "--overwrite")
     assert (run_dir / "checkpoints" / "best.safetensors").read_bytes() == before
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_starts(run_dir, config_file, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = (copy / "checkpoints" / "best.safetensors").read_bytes()
+    args = ("train", config_file, "--out", copy, "--overwrite", "--set")
+    failed = tcli(*args, "tokenizer.vocab_size=5", check=False)  # SentencePiece refuses
+    assert failed.returncode == 2 and "tcli: error: tokenizer" in failed.stderr
+    assert (copy / "checkpoints" / "best.safetensors").read_bytes() == before
+    tcli(*args, "train.max_steps=2", "--set", "train.eval_every=2")
+    assert read_records(copy / "metrics.jsonl")[-1]["step"] == 2  # the new run
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy"]  # the old one is gone
+
+
+def test_out_that_is_a_file_is_an_error(config_file):
+    _assert_one_line_error(tcli("train", config_file, "--out", config_file, check=False), "a file")
 
 
 def test_bad_config_key_is_one_line_naming_the_key(config_file, tmp_path):

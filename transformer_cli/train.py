@@ -27,7 +27,7 @@ from transformer_cli.data.tokenizer import (
     train_tokenizer,
 )
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import ConfigError, DataError, RunError, TcliError
+from transformer_cli.errors import ConfigError, DataError, RunError
 from transformer_cli.files import atomic_write_text
 from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
 from transformer_cli.run import CONFIG_FILE, build_model, read_config
@@ -48,20 +48,28 @@ def train(
     # Check what can be checked before touching the run directory.
     valid = _read_valid(config)
     pairs = count_pairs(config.data.train, "data.train")
-    _prepare_run_dir(run_dir, overwrite)
-    try:  # a run that cannot even start leaves nothing behind
+    existed = run_dir.exists()
+    replaced = _prepare_run_dir(run_dir, overwrite)
+    try:  # a run that cannot even start leaves nothing behind, and the run it replaces intact
         atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
         with log_to_file(run_dir / TRAIN_LOG_FILE):
             tokenizers = _make_tokenizers(config, run_dir, pairs)
             corpus = _encoded_corpus(config, tokenizers, run_dir, pairs)
-    except (TcliError, KeyboardInterrupt):
+            _seed_everything(config.train.seed)
+            model = build_model(config, tokenizers).to(torch_device)
+            data = TrainingData(tokenizers, corpus, *valid)
+            trainer = Trainer(config, run_dir, model, data, torch_device)
+    except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
+        if replaced is not None:
+            replaced.rename(run_dir)
+        elif existed:
+            run_dir.mkdir()  # the user's empty directory stays
         raise
+    if replaced is not None:
+        shutil.rmtree(replaced)
     with log_to_file(run_dir / TRAIN_LOG_FILE):
-        _seed_everything(config.train.seed)
-        model = build_model(config, tokenizers).to(torch_device)
-        data = TrainingData(tokenizers, corpus, *valid)
-        return Trainer(config, run_dir, model, data, torch_device).fit()
+        return trainer.fit()
 
 
 def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto") -> TrainResult:
@@ -82,7 +90,6 @@ def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto")
     state = load_training_state(directory, step)
     _check_limits_left(config, state, run_dir)
     valid = _read_valid(config)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
     with log_to_file(run_dir / TRAIN_LOG_FILE):
         log.info("resuming %s from step %d", run_dir, step)
         tokenizers = Tokenizers.load(run_dir)
@@ -90,7 +97,9 @@ def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto")
         model = build_model(config, tokenizers).to(torch_device)
         load_weights(model, resolve_checkpoint(run_dir, str(step)))
         data = TrainingData(tokenizers, corpus, *valid)
-        return Trainer(config, run_dir, model, data, torch_device, state).fit()
+        trainer = Trainer(config, run_dir, model, data, torch_device, state)
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())  # the overrides, now they work
+        return trainer.fit()
 
 
 def _read_valid(config: Config) -> tuple[list[str], list[str]]:
@@ -175,8 +184,13 @@ def _encoded_corpus(
     return corpus
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create an empty run directory; an existing non-empty one is replaced only when asked."""
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> Path | None:
+    """Create an empty run directory. An existing run is replaced only when asked, and only
+    moved aside at first: the path it was moved to is returned, to delete once the new run has
+    started or to move back if it cannot."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is a file, not a directory")
+    replaced = None
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise RunError(
@@ -185,8 +199,11 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             )
         if not (run_dir / CONFIG_FILE).is_file():
             raise RunError(f"{run_dir} is not a tcli run directory; refusing to delete it")
-        shutil.rmtree(run_dir)
+        replaced = run_dir.with_name(f".{run_dir.name}.replaced")
+        shutil.rmtree(replaced, ignore_errors=True)  # left by a replacement that crashed
+        run_dir.rename(replaced)
     run_dir.mkdir(parents=True, exist_ok=True)
+    return replaced
 
 
 def _resumed_config(run_dir: Path, overrides: list[str]) -> Config:
