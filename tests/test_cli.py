@@ -215,6 +215,30 @@ def test_out_that_is_a_file_is_an_error(config_file):
     _assert_one_line_error(tcli("train", config_file, "--out", config_file, check=False), "a file")
 
 
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_empty_data_is_named(config_file, tmp_path, split):
+    for lang in ("en", "de"):
+        (tmp_path / f"empty.{lang}").write_text("")
+    sides = [("--set", f"data.{split}.{s}={tmp_path / ('empty.' + lang)}") for s, lang in
+             (("src", "en"), ("tgt", "de"))]  # fmt: skip
+    result = tcli("train", config_file, "--out", tmp_path / "r", *sides[0], *sides[1], check=False)
+    _assert_one_line_error(result, f"data.{split}:", "is empty")
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_paths_that_are_directories_are_errors(run_dir, tmp_path):
+    result = tcli("translate", run_dir, "--output", tmp_path, stdin="A cat.\n", check=False)
+    _assert_one_line_error(result, "--output", "is a directory")
+    result = tcli("average", run_dir, "--last", "1", "--out", tmp_path, check=False)
+    _assert_one_line_error(result, "'--out'", "is a directory")
+
+
+def test_a_damaged_run_config_is_named(tmp_path):
+    (tmp_path / "config.yaml").write_text("data: [\n")
+    result = tcli("translate", tmp_path, stdin="A cat.\n", check=False)
+    _assert_one_line_error(result, "config.yaml:2: invalid YAML")
+
+
 def test_bad_config_key_is_one_line_naming_the_key(config_file, tmp_path):
     result = tcli(
         "train", config_file, "--out", tmp_path / "r", "--set", "model.heads=2", check=False

@@ -128,6 +128,16 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
         load_config(path)
 
 
+def test_a_section_given_twice_is_named_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text((CONFIGS / "toy.yaml").read_text() + "train:\n  max_steps: 5\n")
+    lines = len(path.read_text().splitlines())
+    with pytest.raises(
+        ConfigError, match=rf"twice\.yaml:{lines - 1}: invalid YAML: 'train' appears"
+    ):
+        load_config(path)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

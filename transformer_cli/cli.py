@@ -138,6 +138,8 @@ def translate(
 
     if score is not None and (beam or nbest):
         raise TcliError("--score force-decodes given targets: it takes no --beam or --nbest")
+    if output != "-" and Path(output).is_dir():  # say so now, not after translating everything
+        raise TcliError(f"--output {output} is a directory; give a file name")
     run = load_run(run_dir, device, checkpoint)
     if beam is not None or nbest is not None:
         _use_beam(run, beam or max(run.decode.beam_size, nbest))
@@ -275,7 +277,9 @@ def average(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Output file [default: RUN_DIR/checkpoints/average-last-N.safetensors]."
+            "--out",
+            dir_okay=False,
+            help="Output file [default: RUN_DIR/checkpoints/average-last-N.safetensors].",
         ),
     ] = None,
 ) -> None:

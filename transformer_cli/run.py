@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-import yaml
 from tqdm import tqdm
 
 from transformer_cli.checkpoint import load_weights, resolve_checkpoint
-from transformer_cli.config import Config, DecodeConfig, validate_config
+from transformer_cli.config import Config, DecodeConfig, load_config
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.decode import beam_search, greedy_decode, score_targets
@@ -38,7 +37,7 @@ def read_config(run_dir: Path) -> Config:
     config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         raise RunError(f"{run_dir} is not a tcli run directory (no {CONFIG_FILE}); train one first")
-    return validate_config(yaml.safe_load(config_file.read_text("utf-8")), str(config_file))
+    return load_config(config_file)
 
 
 def build_model(config: Config, tokenizers: Tokenizers) -> Transformer:

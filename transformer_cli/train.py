@@ -48,6 +48,8 @@ def train(
     # Check what can be checked before touching the run directory.
     valid = _read_valid(config)
     pairs = count_pairs(config.data.train, "data.train")
+    if not pairs:
+        raise DataError(f"data.train: {describe(config.data.train)} is empty")
     existed = run_dir.exists()
     replaced = _prepare_run_dir(run_dir, overwrite)
     try:  # a run that cannot even start leaves nothing behind, and the run it replaces intact
