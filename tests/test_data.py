@@ -204,6 +204,14 @@ def test_tokenizer_reserves_special_ids_and_round_trips(tmp_path):
     assert tokenizer.decode(ids) == ["Der kleine Hund schläft."]
 
 
+def test_a_vocabulary_smaller_than_asked_for_is_reported(tmp_path, caplog):
+    sentences = ["Der kleine Hund schläft.", "The small dog sleeps."] * 50
+    caplog.set_level("INFO", logger="transformer_cli")
+    tokenizer = train_tokenizer(sentences, tmp_path / "sp.model", vocab_size=5000)
+    assert tokenizer.vocab_size < 5000
+    assert f"vocab_size=5000: the training data gave only {tokenizer.vocab_size}" in caplog.text
+
+
 def test_a_foreign_sentencepiece_model_is_mapped_onto_our_ids(tmp_path):
     # SentencePiece's own defaults: <unk> 0, <s> 1, </s> 2, and no padding piece at all.
     sentences = [f"word{i} and more words here" for i in range(200)]

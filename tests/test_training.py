@@ -15,7 +15,9 @@ from transformer_cli.checkpoint import (
     average_checkpoints,
     latest_step,
     load_training_state,
+    load_weights,
     save_checkpoint,
+    save_weights,
     step_checkpoints,
 )
 from transformer_cli.config import ParallelFiles, TrainConfig
@@ -343,3 +345,13 @@ def test_tsv_training_data_and_an_existing_tokenizer_model(corpus, tmp_path, sho
     assert copied == (short_run / "tokenizer.model").read_bytes()
     log = (tmp_path / "tsv-run" / "train.log").read_text()
     assert "training pairs: 600 kept of 600" in log and "training SentencePiece" not in log
+
+
+def test_weights_of_another_shape_say_which_parameter_differs(tmp_path):
+    small = Transformer(TransformerConfig(src_vocab_size=20, tgt_vocab_size=20, d_model=16,
+                                          n_heads=2, d_ff=32))  # fmt: skip
+    save_weights(small, tmp_path / "small.safetensors", {})
+    large = Transformer(TransformerConfig(src_vocab_size=20, tgt_vocab_size=20, d_model=32,
+                                          n_heads=2, d_ff=32))  # fmt: skip
+    with pytest.raises(RunError, match=r"cannot load checkpoint .* size mismatch for \w"):
+        load_weights(large, tmp_path / "small.safetensors")

@@ -50,7 +50,8 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
         device = next(model.parameters()).device
         safetensors.torch.load_model(model, str(path), strict=True, device=str(device))
     except (SafetensorError, RuntimeError) as err:
-        message = str(err).strip().splitlines()[0]
+        # torch's first line only says "Error(s) in loading state_dict"; the second says which
+        message = " ".join(line.strip() for line in str(err).strip().splitlines()[:2])
         raise RunError(f"cannot load checkpoint {path}: {message}") from None
     return metadata
 

@@ -148,7 +148,14 @@ def train_tokenizer(
     if failures:
         raise failures[0]
     atomic_write_bytes(Path(model_path), model.getvalue())
-    return Tokenizer(model_path)
+    tokenizer = Tokenizer(model_path)
+    if tokenizer.vocab_size < vocab_size:  # hard_vocab_limit=False: the data had no more pieces
+        log.info(
+            "tokenizer.vocab_size=%d: the training data gave only %d pieces; using those",
+            vocab_size,
+            tokenizer.vocab_size,
+        )
+    return tokenizer
 
 
 def copy_tokenizer(source: str | Path, destination: Path, key: str) -> Tokenizer:
