@@ -20,6 +20,7 @@ class ScriptedModel:
     def __init__(self, scripts: list[list[int]]) -> None:
         self.scripts = scripts
         self.config = TransformerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB)
+        self.max_length = None  # no table of positions to run out of
         self.calls = 0
 
     def encode(self, src):

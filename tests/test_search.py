@@ -83,6 +83,7 @@ class _EosFirstThenLonger:
     with near certainty, so with a length penalty (alpha > 0) the longer output scores higher."""
 
     config = TransformerConfig(src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB)
+    max_length = None  # no table of positions to run out of
 
     def encode(self, src):
         return torch.zeros(src.size(0), 1, 4), torch.ones(src.size(0), 1, 1, 1, dtype=torch.bool)
