@@ -161,21 +161,21 @@ def log_to_file(path: Path) -> Iterator[None]:
 
 
 def read_records(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl file."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    """The records of a metrics.jsonl file; a line cut short by a crash is skipped, with a
+    warning."""
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s, line %d: skipping a damaged record", path, number)
+    return records
 
 
 def _drop_records_after(path: Path, step: int) -> None:
-    """Keep the records up to `step`; a line cut short by a crash is dropped with a warning."""
-    kept = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("%s, line %d: dropping a damaged record", path, number)
-            continue
-        if record["step"] <= step:
-            kept.append(record)
+    kept = [record for record in read_records(path) if record["step"] <= step]
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 

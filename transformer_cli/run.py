@@ -161,8 +161,10 @@ class Translator:
     def _check_lengths(self, lines: list[list[int]], what: str) -> None:
         """Learned positions end at model.max_positions: say which line is too long."""
         limit = self.model.max_length
+        if limit is None:  # sinusoidal positions have no end
+            return
         for number, ids in enumerate(lines, start=1):
-            if limit is not None and len(ids) + 1 > limit:  # + EOS (or BOS)
+            if len(ids) + 1 > limit:  # + EOS (or BOS)
                 raise DataError(
                     f"{what} line {number} has {len(ids)} tokens; with learned positions the "
                     f"model takes at most {limit - 1} (model.max_positions={limit})"
