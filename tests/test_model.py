@@ -9,7 +9,6 @@ from transformer_cli.data.batching import Batch, pad_sequences, source_tensor
 from transformer_cli.decode import beam_search, greedy_decode, greedy_decode_reference
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.model.layers import PositionalEncoding, sinusoidal_positions
-from transformer_cli.trainer import sequence_loss
 
 VOCAB = 24
 
@@ -96,21 +95,6 @@ def test_forward_returns_unnormalised_logits(model):
     with torch.no_grad():
         model.output_proj.bias += 5.0  # a softmax would cancel a constant shift; logits keep it
     torch.testing.assert_close(model(src, tgt), logits + 5.0)
-
-
-def test_loss_is_label_smoothed_cross_entropy_over_non_pad_targets():
-    torch.manual_seed(4)
-    logits = torch.randn(2, 3, 7)
-    targets = torch.tensor([[4, 5, 3], [6, 3, 0]])  # the last position of row 2 is PAD
-    smoothing = 0.1
-    expected = 0.0
-    for b in range(2):
-        for t in range(3):
-            if targets[b, t] == 0:
-                continue
-            log_probs = logits[b, t].log_softmax(-1)
-            expected += -(1 - smoothing) * log_probs[targets[b, t]] - smoothing * log_probs.mean()
-    torch.testing.assert_close(sequence_loss(logits, targets, smoothing), expected)
 
 
 def test_sinusoidal_positions_match_the_paper_formula():
@@ -216,3 +200,22 @@ def test_decoding_with_learned_positions_stops_at_the_end_of_the_table():
         assert len(output.tokens) <= 8
     for output in beam_search(model, src, 3, 2.0, 5):
         assert len(output[0].tokens) <= 8
+
+
+def test_dropout_drops_a_share_p_and_rescales_the_rest():
+    from transformer_cli.model.layers import Dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(400, 1000) + 1.0  # no zeros of its own
+    dropout = Dropout(0.3)
+    torch.manual_seed(1)
+    y = dropout(x)
+    dropped = y == 0
+    assert dropped.float().mean().item() == pytest.approx(0.3, abs=0.003)  # 400k draws
+    torch.testing.assert_close(y[~dropped], x[~dropped] / 0.7)
+    torch.manual_seed(1)
+    torch.testing.assert_close(dropout(x), y)  # the seed decides the mask
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(dropout(x).sum(), x)
+    assert torch.unique(grad).tolist() == pytest.approx([0.0, 1 / 0.7])
+    assert torch.equal(Dropout(0.3).eval()(x), x)

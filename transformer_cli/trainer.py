@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from tqdm import tqdm
 
 from transformer_cli.checkpoint import (
@@ -36,26 +34,16 @@ from transformer_cli.data.batching import (
     pair_lengths,
 )
 from transformer_cli.data.cache import EncodedCorpus
-from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
+from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.errors import Interrupted
 from transformer_cli.evaluate import score
+from transformer_cli.loss import sequence_loss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
 from transformer_cli.run import Translator
 from transformer_cli.schedule import learning_rate
 
 log = logging.getLogger(__name__)
-
-
-def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed cross entropy of (batch, len, vocab) logits against (batch, len) ids, PAD ignored."""
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        targets.flatten(),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
 
 
 @dataclass
@@ -326,8 +314,7 @@ def accumulate_gradients(
     for batch in batches:
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(batch.src, batch.tgt_in)  # (batch, tgt_len, vocab)
-        loss = sequence_loss(logits, batch.tgt_out, label_smoothing) / tokens
+            loss = sequence_loss(model, batch, label_smoothing, autocast_dtype) / tokens
         (scaler.scale(loss) if scaler else loss).backward()
         total += loss.item()
     return total, tokens
@@ -404,7 +391,7 @@ class Validator:
         total, tokens = 0.0, 0
         for batch in self.batches:
             batch = batch.to(self.translator.device)
-            total += float(sequence_loss(model(batch.src, batch.tgt_in), batch.tgt_out))
+            total += float(sequence_loss(model, batch))
             tokens += batch.n_tgt_tokens
         model.train(was_training)
         return total / tokens

@@ -4,6 +4,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transformer_cli.model.attention import MultiHeadAttention
@@ -55,13 +56,41 @@ class LearnedPositions(nn.Module):
         return x + self.table(torch.arange(offset, end, device=x.device)).to(x.dtype)
 
 
+class Dropout(nn.Module):
+    """Dropout that draws its mask cheaply on a CPU.
+
+    torch's CPU dropout draws one random number per element with `bernoulli_`, which took a
+    seventh of a training step of the 3+3-layer d_model 256 model when measured. Here one
+    64-bit draw gives four 16-bit numbers, each compared with a threshold, so the mask costs a
+    fifth as much; `p` is rounded to a multiple of 1/65536. Other devices use F.dropout.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        draws = torch.empty((x.numel() + 3) // 4, dtype=torch.int64)
+        draws.random_(-(2**63), None)  # every 64-bit pattern equally likely
+        uniform16 = draws.view(torch.int16)[: x.numel()].view(x.shape)  # each in [-2^15, 2^15)
+        dropped = uniform16 < round(self.p * 65536) - 32768
+        return x.masked_fill(dropped, 0.0) * (1 / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class FeedForward(nn.Module):
     """Position-wise feed-forward network: Linear -> ReLU -> dropout -> Linear."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+            nn.Linear(d_model, d_ff), nn.ReLU(), Dropout(dropout), nn.Linear(d_ff, d_model)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -79,7 +108,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from transformer_cli.model.attention import causal_mask, padding_mask
 from transformer_cli.model.layers import (
     DecoderLayer,
+    Dropout,
     EncoderLayer,
     LearnedPositions,
     PositionalEncoding,
@@ -78,7 +79,7 @@ class Transformer(nn.Module):
         self.src_positions, self.tgt_positions = _positions(c), _positions(c)
         # the longest sequence (source + EOS, or BOS + target) a learned table can place
         self.max_length = c.max_positions if c.positional == "learned" else None
-        self.embed_dropout = nn.Dropout(c.dropout)
+        self.embed_dropout = Dropout(c.dropout)
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(c.d_model, c.n_heads, c.d_ff, c.dropout, pre_norm, fused)
             for _ in range(c.n_encoder_layers)
@@ -126,6 +127,10 @@ class Transformer(nn.Module):
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
         """tgt_in: (batch, tgt_len) ids starting with BOS -> logits (batch, tgt_len, tgt_vocab)."""
+        return self.output_proj(self.decoder_states(tgt_in, memory, src_mask))
+
+    def decoder_states(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """The decoder's output before the vocabulary projection: (batch, tgt_len, d_model)."""
         tgt_len = tgt_in.size(1)
         # Each position sees itself and earlier real tokens only.
         tgt_mask = padding_mask(tgt_in, self.config.pad_id) & causal_mask(
@@ -134,12 +139,16 @@ class Transformer(nn.Module):
         x = self._embed(self.tgt_embed, self.tgt_positions, tgt_in)
         for layer in self.decoder_layers:
             x = layer(x, memory, tgt_mask, src_mask)
-        return self.output_proj(self.decoder_norm(x))
+        return self.decoder_norm(x)
+
+    def features(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing up to the vocabulary projection: (batch, tgt_len, d_model). The
+        training loss projects only the real target positions (see loss.py)."""
+        return self.decoder_states(tgt_in, *self.encode(src))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: logits (batch, tgt_len, tgt_vocab) for every next target token."""
-        memory, src_mask = self.encode(src)
-        return self.decode(tgt_in, memory, src_mask)
+        return self.output_proj(self.features(src, tgt_in))
 
     def start_decoding(self, memory: Tensor, src_mask: Tensor) -> DecoderState:
         """An empty state for `decode_step`, one row per sentence (or per beam hypothesis)."""
