@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from transformer_cli.checkpoint import (
 from transformer_cli.config import ParallelFiles, TrainConfig
 from transformer_cli.data.batching import Batch
 from transformer_cli.data.cache import EncodedCorpus
+from transformer_cli.device import resolve_precision
 from transformer_cli.errors import ConfigError, RunError
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
@@ -259,7 +261,7 @@ def _train_config(**values: object) -> TrainConfig:
     return TrainConfig(**{**base, **values})
 
 
-@pytest.mark.parametrize("schedule", ["inverse_sqrt", "cosine", "constant"])
+@pytest.mark.parametrize("schedule", ["inverse_sqrt", "cosine", "budget", "constant"])
 def test_schedules_warm_up_linearly_to_the_peak(schedule):
     train_config = _train_config(lr_schedule=schedule)
     assert learning_rate(50, train_config, 512) == pytest.approx(0.5e-3)
@@ -272,6 +274,61 @@ def test_schedule_shapes_after_warmup():
     assert learning_rate(600, cosine, 512) == pytest.approx(0.5e-3)  # half way
     assert learning_rate(1100, cosine, 512) == pytest.approx(0.0, abs=1e-12)
     assert learning_rate(5000, _train_config(lr_schedule="constant"), 512) == 1e-3
+
+
+def test_budget_schedule_decays_linearly_to_zero_when_the_budget_ends():
+    budget = _train_config(lr_schedule="budget", warmup_steps=10)
+    assert learning_rate(5, budget, 512, progress=0.0) == pytest.approx(0.5e-3)  # warming up
+    assert learning_rate(600, budget, 512, progress=0.25) == pytest.approx(0.75e-3)
+    assert learning_rate(600, budget, 512, progress=0.5) == pytest.approx(0.5e-3)
+    assert learning_rate(900, budget, 512, progress=1.0) == 0.0
+    assert learning_rate(901, budget, 512, progress=1.2) == 0.0  # never negative
+
+
+def _learning_rates(run_dir: Path) -> dict[int, float]:
+    records = read_records(run_dir / "metrics.jsonl")
+    return {r["step"]: r["lr"] for r in records if r["kind"] == "train"}
+
+
+def test_budget_schedule_reaches_zero_on_the_last_step_of_a_step_budget(corpus, tmp_path):
+    config = tiny_config(corpus, max_steps=8, eval_every=8, log_every=1, lr_schedule="budget",
+                         warmup_steps=2, lr=0.004)  # fmt: skip
+    train(config, tmp_path / "run", device="cpu")
+    rates = _learning_rates(tmp_path / "run")
+    assert rates[1] == pytest.approx(0.004 * 0.5 * (1 - 1 / 8))  # warmup ramp x decay
+    assert rates[4] == pytest.approx(0.004 * (1 - 4 / 8))
+    assert rates[8] == 0.0
+
+
+def test_budget_schedule_reaches_zero_on_the_last_step_of_a_time_budget(corpus, tmp_path):
+    config = tiny_config(corpus, max_steps=None, max_minutes=0.06, eval_every=10_000,
+                         log_every=1, lr_schedule="budget", warmup_steps=2, lr=0.004)  # fmt: skip
+    result = train(config, tmp_path / "run", device="cpu")
+    assert result.stop_reason == "max_minutes"
+    rates = list(_learning_rates(tmp_path / "run").values())
+    assert len(rates) > 10
+    assert rates[2:] == sorted(rates[2:], reverse=True)  # decaying with the clock
+    assert rates[-1] < 0.05 * max(rates)  # within a step or two of the end: at most 2-3%
+
+
+def test_budget_run_resumed_from_a_mid_run_checkpoint_continues_the_same_curve(corpus, tmp_path):
+    config = tiny_config(corpus, max_steps=14, eval_every=5, log_every=1, lr_schedule="budget",
+                         warmup_steps=3).model_copy(deep=True)  # fmt: skip
+    config.model.dropout = 0.1
+    train(config, tmp_path / "straight", device="cpu")
+    shutil.copytree(tmp_path / "straight", tmp_path / "crashed")
+    checkpoints = tmp_path / "crashed" / "checkpoints"
+    for step in (10, 14):  # as if the run had died after step 5's checkpoint
+        for suffix in (".safetensors", ".state.pt"):
+            (checkpoints / f"step-{step:08d}{suffix}").unlink()
+    (checkpoints / "latest.json").write_text('{"step": 5}\n')
+    resume(tmp_path / "crashed", device="cpu")
+    assert _learning_rates(tmp_path / "crashed") == _learning_rates(tmp_path / "straight")
+    assert _train_losses(tmp_path / "crashed") == _train_losses(tmp_path / "straight")
+    final = "checkpoints/step-00000014.safetensors"
+    expected, got = _weights(tmp_path / "straight" / final), _weights(tmp_path / "crashed" / final)
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name  # bit for bit
 
 
 def test_noam_is_the_paper_formula():
@@ -355,3 +412,13 @@ def test_weights_of_another_shape_say_which_parameter_differs(tmp_path):
                                           n_heads=2, d_ff=32))  # fmt: skip
     with pytest.raises(RunError, match=r"cannot load checkpoint .* size mismatch for \w"):
         load_weights(large, tmp_path / "small.safetensors")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_bf16_exactly_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"  # an explicit choice stays
+    assert resolve_precision("bf16", cpu) == "bf16"

@@ -170,7 +170,7 @@ class TrainConfig(_Section):
     lr: float = Field(
         gt=0, description="peak learning rate (for noam: the factor in front of the formula)"
     )
-    lr_schedule: Literal["inverse_sqrt", "noam", "cosine", "constant"] = Field(
+    lr_schedule: Literal["inverse_sqrt", "noam", "cosine", "budget", "constant"] = Field(
         "inverse_sqrt", description="learning-rate curve after warmup (see README)"
     )
     warmup_steps: int = Field(ge=0, description="steps of linear learning-rate warmup")
@@ -188,8 +188,10 @@ class TrainConfig(_Section):
         1.0, gt=0, description="clip the gradient norm to this (null: no clipping)"
     )
     adam_betas: tuple[_Beta, _Beta] = Field((0.9, 0.98), description="Adam's beta1, beta2")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast precision of forward passes (fp16: CUDA only)"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="autocast precision of forward passes (fp16: CUDA only; auto: bf16 where "
+        "the device computes it natively, else fp32)",
     )
     best_metric: Literal["bleu", "loss"] = Field(
         "bleu", description="validation score that picks the best checkpoint"

@@ -1,4 +1,4 @@
-"""Choosing the torch device from the --device flag."""
+"""Choosing the torch device from the --device flag, and the precision it computes fastest."""
 
 import re
 
@@ -30,3 +30,25 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("--device mps: MPS (Apple GPU) is not available on this machine")
     return torch.device(name)
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively (so that bf16 autocast pays off)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # Private torch helpers (in torch 2.x); without them, assume the common case: no.
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """train.precision with `auto` replaced: bf16 where the device has it natively, else fp32.
+
+    On a CPU with AVX512-BF16, bf16 autocast trained the 3+3-layer d_model 256 model 1.5x faster
+    than fp32 with the same BLEU (scripts/bench_train.py and the README's Multi30k runs).
+    """
+    if precision != "auto":
+        return precision
+    return "bf16" if has_native_bf16(device) else "fp32"

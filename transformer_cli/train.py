@@ -26,7 +26,7 @@ from transformer_cli.data.tokenizer import (
     copy_tokenizer,
     train_tokenizer,
 )
-from transformer_cli.device import resolve_device
+from transformer_cli.device import has_native_bf16, resolve_device
 from transformer_cli.errors import ConfigError, DataError, RunError
 from transformer_cli.files import atomic_write_text
 from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
@@ -252,23 +252,12 @@ def _check_precision(config: Config, device: torch.device) -> None:
             f"train.precision: fp16 training needs a CUDA device, not {device.type}; "
             "use bf16 or fp32"
         )
-    if precision == "bf16" and device.type == "cpu":
-        if not _cpu_has_native_bf16():
-            log.warning(
-                "train.precision: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), "
-                "so bf16 is likely slower than fp32 here; compare with scripts/bench_train.py"
-            )
-        if config.model.attention == "fused":
-            log.warning(
-                "train.precision: torch's fused attention is slow in bf16 on a CPU (1.9x slower "
-                "than model.attention=explicit when measured); compare with scripts/bench_train.py"
-            )
-
-
-def _cpu_has_native_bf16() -> bool:
-    # Private torch helpers (present in torch 2.x); without them, assume the common case: no.
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    if precision == "bf16" and not has_native_bf16(device):
+        log.warning(
+            "train.precision: this %s has no native bf16 arithmetic, so bf16 is likely slower "
+            "than fp32 here (precision: auto picks for you); compare with scripts/bench_train.py",
+            "CPU (no AVX512-BF16 or AMX)" if device.type == "cpu" else "device",
+        )
 
 
 def _seed_everything(seed: int) -> None:

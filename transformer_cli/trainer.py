@@ -35,6 +35,7 @@ from transformer_cli.data.batching import (
 )
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
+from transformer_cli.device import resolve_precision
 from transformer_cli.errors import Interrupted
 from transformer_cli.evaluate import score
 from transformer_cli.loss import sequence_loss
@@ -89,14 +90,15 @@ class Trainer:
         self.config, self.cfg, self.run_dir = config, config.train, run_dir
         self.model, self.data, self.device = model, data, device
         self.checkpoints = run_dir / "checkpoints"
+        # fused: one kernel for all parameters instead of a loop of small ones per parameter.
         self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=self.cfg.lr, betas=self.cfg.adam_betas, eps=1e-9
-        )
+            model.parameters(), lr=self.cfg.lr, betas=self.cfg.adam_betas, eps=1e-9,
+            fused=device.type in ("cpu", "cuda"),
+        )  # fmt: skip
+        self.precision = resolve_precision(self.cfg.precision, device)
         # Loss scaling keeps small fp16 gradients from flushing to zero; a no-op otherwise.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.cfg.precision == "fp16")
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            self.cfg.precision
-        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         corpus = data.corpus
         self.sampler = TokenBatchSampler(
             corpus.pair_lengths(), self.cfg.batch_tokens, seed=self.cfg.seed
@@ -117,7 +119,7 @@ class Trainer:
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_value: float | None = None
         self.best_step = self.bad_validations = 0
-        self.elapsed_before, self.validation_seconds = 0.0, 0.0
+        self.elapsed_before, self.validation_seconds, self.step_seconds = 0.0, 0.0, 0.0
         if state is not None:
             self._load_state(state)
         source, target = data.tokenizers.source.vocab_size, data.tokenizers.target.vocab_size
@@ -126,7 +128,7 @@ class Trainer:
             model.num_parameters() / 1e6,
             source if source == target and self.config.tokenizer.joint else f"{source}/{target}",
             device,
-            self.cfg.precision,
+            self.precision,
         )
 
     def fit(self) -> TrainResult:
@@ -186,8 +188,9 @@ class Trainer:
         self, batches: Iterator[tuple[int, int, list[int]]], records: TrainingLog
     ) -> None:
         cfg, data = self.cfg, self.data
+        started = time.monotonic()
         self.step += 1
-        lr = learning_rate(self.step, cfg, self.config.model.d_model)
+        lr = learning_rate(self.step, cfg, self.config.model.d_model, self._progress(records))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         micro_batches = []
@@ -206,6 +209,18 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         records.step(self.step, self.epoch, step_loss, tokens, lr, grad_norm)
+        self.step_seconds = time.monotonic() - started
+
+    def _progress(self, records: TrainingLog) -> float:
+        """The share of the training budget that will be spent when the coming step ends: of
+        train.max_steps, or of train.max_minutes less the time kept for the final validation
+        (see _stop_reason), whichever is further along. Drives lr_schedule: budget."""
+        progress = self.step / self.cfg.max_steps if self.cfg.max_steps else 0.0
+        if self.cfg.max_minutes:
+            usable = self.cfg.max_minutes * 60 - self.validation_seconds
+            spent = records.elapsed() + self.step_seconds  # this step as long as the last one
+            progress = max(progress, spent / max(usable, 1e-9))
+        return progress
 
     def _stop_reason(self, records: TrainingLog, signals: "StopSignals") -> str | None:
         if self.step == self.cfg.max_steps:  # done anyway: a signal now needs no resume
