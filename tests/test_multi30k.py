@@ -130,7 +130,7 @@ def test_the_multi30k_config_trains_on_files_of_that_shape(tmp_path, monkeypatch
 
 def test_the_gpu_variant_is_a_valid_config():
     config = load_config(REPO / "configs" / "multi30k-gpu.yaml")
-    assert config.train.precision == "bf16" and config.model.attention == "fused"
+    assert config.train.precision == "auto" and config.model.attention == "fused"
 
 
 def test_the_shell_entry_point_runs_the_downloader():

@@ -87,9 +87,10 @@ class TokenizerConfig(_Section):
         1.0, gt=0, le=1, description="share of characters the vocabulary must cover"
     )
     input_sentence_size: int = Field(
-        1_000_000,
+        500_000,
         ge=0,
-        description="sentences sampled from the training data to train SentencePiece (0: all)",
+        description="sentences sampled from the training data to train SentencePiece (0: all); "
+        "its memory grows with the sample",
     )
     model: str | None = Field(
         None, description="use this SentencePiece model (joint) instead of training one"

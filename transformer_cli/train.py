@@ -140,7 +140,8 @@ def _train_one(
     config: Config, path: Path, sides: tuple[int, ...], name: str, pairs: int
 ) -> Tokenizer:
     tok = config.tokenizer
-    sample = f", sampling {tok.input_sentence_size:,} sentences" if tok.input_sentence_size else ""
+    sentences, size = pairs * len(sides), tok.input_sentence_size
+    sample = f", sampling {size:,} of {sentences:,} sentences" if 0 < size < sentences else ""
     log.info("training SentencePiece (%s, vocab_size=%d%s)", name, tok.vocab_size, sample)
     corpus = iter_pairs(config.data.train, "data.train")
     return train_tokenizer(
@@ -149,8 +150,8 @@ def _train_one(
         vocab_size=tok.vocab_size,
         model_type=tok.model_type,
         character_coverage=tok.character_coverage,
-        input_sentence_size=tok.input_sentence_size,
-        total=pairs * len(sides),
+        input_sentence_size=size,
+        total=sentences,
     )
 
 
