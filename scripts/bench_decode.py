@@ -1,18 +1,23 @@
-"""Decoding-speed benchmark: the old recompute-the-prefix greedy search against cached greedy and
-cached beam search, on a trained run, side by side in one run.
+"""Decoding-speed benchmark: tcli's greedy and beam search on a trained run, side by side in one
+run, optionally against the same model exported to CTranslate2 (the dedicated C++ engine).
 
-    .venv/bin/python scripts/bench_decode.py --run runs/toy [--sentences 1000] [--out table.md]
+    .venv/bin/python scripts/bench_decode.py --run runs/toy [--ctranslate2] [--out table.md]
 
 Sentences come from the run's test set, sorted by length into batches as `tcli translate` does.
 Batch 64 reports sentences per second over all the sentences; batch 1 reports milliseconds per
-sentence over the first 100. Methods are interleaved round by round so that they see the same
-machine state; the table shows the median round. Nothing here is a test.
+sentence over 100 sentences spread over all lengths. Every system gets the same batches of the
+same token ids, and the same output limit. Systems are interleaved round by round so that they
+see the same machine state; the table shows the median round. Nothing here is a test.
 """
 
 import argparse
+import json
+import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -20,83 +25,148 @@ from transformer_cli import load_run
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.corpus import read_pairs
 from transformer_cli.decode import beam_search, greedy_decode, greedy_decode_reference
-from transformer_cli.model import MultiHeadAttention
+
+Batch = list[list[int]]  # token ids of each sentence, without EOS
 
 
-def with_attention_flipped(model: torch.nn.Module, work: Callable[[], object]) -> object:
-    """Run `work` with every attention module switched between explicit and fused (same weights)."""
-    attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
-    for module in attention:
-        module.fused = not module.fused
+def cpu_description() -> str:
+    """The CPU model and the vector extensions that matter to matmul speed."""
+    model, flags = platform.processor() or "unknown CPU", set()
     try:
-        return work()
-    finally:
-        for module in attention:
-            module.fused = not module.fused
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    return f"{model}, flags: {' '.join(f for f in wanted if f in flags) or 'none listed'}"
+
+
+def tcli_systems(run, reference: bool) -> dict[str, tuple[str, Callable[[Batch], object]]]:
+    a, b, alpha = run.decode.max_len_a, run.decode.max_len_b, run.decode.length_penalty
+
+    def tensor(batch: Batch) -> torch.Tensor:
+        return source_tensor(batch).to(run.device)
+
+    systems = {
+        "tcli greedy": ("greedy", lambda batch: greedy_decode(run.model, tensor(batch), a, b)),
+        "tcli beam 5": (
+            "beam 5",
+            lambda batch: beam_search(run.model, tensor(batch), 5, a, b, alpha),
+        ),
+    }
+    if reference:
+        systems["tcli greedy, recompute every prefix (the tutorials' way)"] = (
+            "greedy",
+            lambda batch: greedy_decode_reference(run.model, tensor(batch), a, b),
+        )
+    return systems
+
+
+def ctranslate2_systems(run, threads: int) -> dict[str, tuple[str, Callable[[Batch], object]]]:
+    """The run exported to CTranslate2 (float32), decoding the same ids with the same limits."""
+    import ctranslate2
+
+    from transformer_cli.export import export_ctranslate2
+
+    directory = Path(tempfile.mkdtemp(prefix="tcli-ct2-")) / "model"
+    export_ctranslate2(run.model, run.tokenizers, directory)
+    translator = ctranslate2.Translator(
+        str(directory), device="cpu", compute_type="float32", intra_threads=threads
+    )
+    a, b, alpha = run.decode.max_len_a, run.decode.max_len_b, run.decode.length_penalty
+    pieces = run.tokenizers.source.pieces
+
+    def translate(batch: Batch, beam_size: int) -> object:
+        # CTranslate2 has one output limit per call, tcli one per sentence (a * length + b); the
+        # batch's longest sentence sets it, which only lets CTranslate2 decode longer.
+        limit = int(a * max(map(len, batch)) + b)
+        return translator.translate_batch(
+            [[pieces[i] for i in ids] for ids in batch],
+            beam_size=beam_size,
+            max_batch_size=len(batch),
+            max_decoding_length=limit,
+            length_penalty=alpha,
+        )
+
+    return {
+        "CTranslate2 greedy": ("greedy", lambda batch: translate(batch, 1)),
+        "CTranslate2 beam 5": ("beam 5", lambda batch: translate(batch, 5)),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a trained run directory, e.g. runs/toy")
     parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--single", type=int, default=100, help="sentences decoded at batch 1")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ctranslate2", action="store_true", help="also time CTranslate2")
+    parser.add_argument("--reference", action="store_true", help="also time the O(n²) greedy")
+    parser.add_argument("--only", help="time only the systems whose name contains this")
     parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--json", help="also write the raw timings to this file")
     args = parser.parse_args()
 
+    threads = torch.get_num_threads()
     run = load_run(args.run, args.device)
-    a, b = run.decode.max_len_a, run.decode.max_len_b
-    other = "explicit" if run.config.model.attention == "fused" else "fused"
     sources = read_pairs(run.config.data.test)[0][: args.sentences]
-    ids = sorted(run.tokenizers.source.encode(sources), key=len)  # as translate batches them
-    methods: dict[str, Callable[[torch.Tensor], object]] = {
-        "greedy, recompute every prefix (the old way)": lambda src: greedy_decode_reference(
-            run.model, src, a, b
-        ),
-        "greedy, cached": lambda src: greedy_decode(run.model, src, a, b),
-        f"greedy, cached, {other} attention": lambda src: with_attention_flipped(
-            run.model, lambda: greedy_decode(run.model, src, a, b)
-        ),
-        "beam 4, cached": lambda src: beam_search(
-            run.model, src, 4, a, b, run.decode.length_penalty
-        ),
-    }
+    ids = sorted((s for s in run.tokenizers.source.encode(sources) if s), key=len)
+    systems = tcli_systems(run, args.reference)
+    if args.ctranslate2:
+        systems |= ctranslate2_systems(run, threads)
+    if args.only:
+        systems = {name: s for name, s in systems.items() if args.only in name}
 
-    def seconds(method: Callable, batch_size: int, sentences: list[list[int]]) -> float:
+    def seconds(method: Callable[[Batch], object], batch_size: int, sentences: Batch) -> float:
         start = time.perf_counter()
         for first in range(0, len(sentences), batch_size):
-            method(source_tensor(sentences[first : first + batch_size]).to(run.device))
+            method(sentences[first : first + batch_size])
         return time.perf_counter() - start
 
-    batch64 = {name: [] for name in methods}
-    batch1 = {name: [] for name in methods}
-    single = ids[:: max(len(ids) // 100, 1)][:100]  # 100 sentences spread over all lengths
-    with torch.no_grad():
-        for _ in range(args.rounds):
-            for name, method in methods.items():
-                batch64[name].append(len(ids) / seconds(method, 64, ids))
-                batch1[name].append(1000 * seconds(method, 1, single) / len(single))
+    single = ids[:: max(len(ids) // args.single, 1)][: args.single]  # spread over all lengths
+    batch64 = {name: [] for name in systems}
+    batch1 = {name: [] for name in systems}
+    for _, method in systems.values():  # warm up: first calls allocate and compile
+        seconds(method, 64, ids[:128])
+    for _ in range(args.rounds):
+        for name, (_, method) in systems.items():
+            batch64[name].append(len(ids) / seconds(method, 64, ids))
+            batch1[name].append(1000 * seconds(method, 1, single) / len(single))
 
+    speed = {name: statistics.median(v) for name, v in batch64.items()}
+    latency = {name: statistics.median(v) for name, v in batch1.items()}
+    ct2 = {search: name for name, (search, _) in systems.items() if name.startswith("CTranslate2")}
     lines = [
-        f"{args.run} ({run.model.num_parameters() / 1e6:.2f}M parameters, attention "
-        f"{run.config.model.attention}), {len(ids)} test sentences, {run.device}, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} rounds",
+        f"{args.run}: {run.model.num_parameters() / 1e6:.2f}M parameters "
+        f"({run.config.model.n_encoder_layers}+{run.config.model.n_decoder_layers} layers, "
+        f"d_model {run.config.model.d_model}, vocabulary {run.tokenizers.target.vocab_size}), "
+        f"{len(ids)} test sentences, {run.device}, {threads} threads, torch {torch.__version__}, "
+        f"median of {args.rounds} rounds",
+        f"CPU: {cpu_description()}",
         "",
-        "| search | batch 64: sentences / s | batch 1: ms / sentence |",
-        "| --- | --- | --- |",
+        "| system | batch 64: sentences / s | ÷ CTranslate2 | batch 1: ms / sentence "
+        "| ÷ CTranslate2 |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for name in methods:
+    for name, (search, _) in systems.items():
+        peer = ct2.get(search)
+        speed_ratio = f"{speed[name] / speed[peer]:.2f}x" if peer else "–"
+        latency_ratio = f"{latency[name] / latency[peer]:.2f}x" if peer else "–"
         lines.append(
-            f"| {name} | {statistics.median(batch64[name]):,.0f} | "
-            f"{statistics.median(batch1[name]):.1f} |"
+            f"| {name} | {speed[name]:,.0f} | {speed_ratio} | {latency[name]:.1f} | "
+            f"{latency_ratio} |"
         )
-    old, cached = (statistics.median(batch64[n]) for n in list(methods)[:2])
-    lines += ["", f"Cached greedy is {cached / old:.1f}x the old way at batch 64."]
     table = "\n".join(lines) + "\n"
     print(table, end="")
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as file:
-            file.write(table)
+        Path(args.out).write_text(table, encoding="utf-8")
+    if args.json:
+        raw = {"batch64_sentences_per_s": batch64, "batch1_ms_per_sentence": batch1}
+        Path(args.json).write_text(json.dumps(raw, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Greedy search: per-sentence stopping, length limits, batching, and BLEU scoring."""
+"""Searches: per-sentence stopping, length limits, batching, the compiled step; BLEU scoring."""
 
 import pytest
 import sacrebleu
@@ -6,10 +6,10 @@ import torch
 
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import EOS_ID
-from transformer_cli.decode import greedy_decode, max_output_lengths
+from transformer_cli.decode import beam_search, compile_decoding, greedy_decode, max_output_lengths
 from transformer_cli.errors import DataError
 from transformer_cli.evaluate import score
-from transformer_cli.model import DecoderState, TransformerConfig
+from transformer_cli.model import DecoderState, Transformer, TransformerConfig
 
 VOCAB = 12
 
@@ -28,17 +28,29 @@ class ScriptedModel:
         memory = torch.arange(src.size(0), dtype=torch.float)[:, None, None].expand(-1, 1, 4)
         return memory, torch.ones(src.size(0), 1, 1, 1, dtype=torch.bool)
 
-    def start_decoding(self, memory, src_mask):
-        return DecoderState(memory, src_mask, caches=[])
+    def start_decoding(self, memory, src_mask, capacity, beams=1):
+        return _ScriptedState(src_mask, memory[:, 0, 0].long().repeat_interleave(beams))
 
     def decode_step(self, tokens, state):
         self.calls += 1
         logits = torch.zeros(tokens.size(0), VOCAB)
-        for row, sentence in enumerate(state.memory[:, 0, 0].long().tolist()):
+        for row, sentence in enumerate(state.sentence.tolist()):
             script = self.scripts[sentence]
             logits[row, script[min(state.length, len(script) - 1)]] = 10.0
         state.length += 1
         return logits
+
+
+class _ScriptedState(DecoderState):
+    """A decoder state that knows which sentence each row decodes."""
+
+    def __init__(self, src_mask, sentence):
+        super().__init__(src_mask, [], [])
+        self.sentence = sentence
+
+    def select(self, rows, sentences=None):
+        super().select(rows, sentences)
+        self.sentence = self.sentence[rows]
 
 
 def test_each_sentence_stops_at_its_own_eos():
@@ -71,3 +83,22 @@ def test_our_scores_equal_sacrebleu():
 def test_scoring_unaligned_files_is_an_error():
     with pytest.raises(DataError, match="2 hypotheses but 3 references"):
         score(["a", "b"], ["a", "b", "c"])
+
+
+def test_compiled_decoding_step_searches_as_the_eager_one():
+    """decode.compile: torch.compile of the one-token step (about 30 s to compile here)."""
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        src_vocab_size=50, tgt_vocab_size=50, d_model=32, n_heads=4, n_encoder_layers=1,
+        n_decoder_layers=2, d_ff=64, dropout=0.0,
+    )  # fmt: skip
+    model = Transformer(config).eval()
+    with torch.no_grad():  # sharpen the output distribution so that outputs differ clearly
+        model.output_proj.weight.mul_(4.0)
+    src = source_tensor([[5, 6, 7], [8, 9, 10, 11, 12], [13]])
+    greedy = [h.tokens for h in greedy_decode(model, src, 1.5, 5)]
+    beam = [h[0].tokens for h in beam_search(model, src, 3, 1.5, 5)]
+    compile_decoding(model)
+    assert [h.tokens for h in greedy_decode(model, src, 1.5, 5)] == greedy
+    assert [h[0].tokens for h in beam_search(model, src, 3, 1.5, 5)] == beam
+    assert len({len(tokens) for tokens in greedy}) > 1  # not one degenerate output

@@ -118,13 +118,14 @@ def test_pad_embedding_is_zero_and_padding_is_right_aligned(model):
     assert pad_sequences([[5], [5, 6, 7]]).tolist() == [[5, 0, 0], [5, 6, 7]]
 
 
-def test_cached_step_by_step_logits_equal_full_recompute(model):
+@pytest.mark.parametrize("capacity", [9, 3])  # 3: the self-attention caches must grow
+def test_cached_step_by_step_logits_equal_full_recompute(model, capacity):
     gen = torch.Generator().manual_seed(6)
     src = source_tensor([_random_ids(n, gen) for n in (5, 9, 2)])
     tgt = torch.tensor([[2, *_random_ids(8, gen)] for _ in range(3)])  # BOS + 8 tokens each
     memory, src_mask = model.encode(src)
     full = model.decode(tgt, memory, src_mask)  # (3, 9, vocab)
-    state = model.start_decoding(memory, src_mask)
+    state = model.start_decoding(memory, src_mask, capacity)
     for t in range(tgt.size(1)):
         step_logits = model.decode_step(tgt[:, t : t + 1], state)
         torch.testing.assert_close(step_logits, full[:, t], atol=1e-5, rtol=0)
@@ -145,13 +146,45 @@ def test_dropping_rows_from_the_decoder_state_keeps_the_others():
     src = source_tensor([_random_ids(n, gen) for n in (4, 7, 5)])
     memory, src_mask = model.encode(src)
     tgt = torch.tensor([[2, *_random_ids(3, gen)] for _ in range(3)])
-    state = model.start_decoding(memory, src_mask)
+    state = model.start_decoding(memory, src_mask, 4)
     for t in range(2):
         model.decode_step(tgt[:, t : t + 1], state)
-    kept = state.select(torch.tensor([2, 0]))  # row 1 finished; the order may change too
+    kept = torch.tensor([2, 0])  # row 1 finished; the order may change too
+    state.select(kept, kept)
     full = model.decode(tgt[[2, 0]], memory[[2, 0]], src_mask[[2, 0]])
     torch.testing.assert_close(
-        model.decode_step(tgt[[2, 0], 2:3], kept), full[:, 2], atol=1e-5, rtol=0
+        model.decode_step(tgt[[2, 0], 2:3], state), full[:, 2], atol=1e-5, rtol=0
+    )
+
+
+def test_beams_share_their_sentences_cross_attention_and_follow_their_parents():
+    """Beam search's state: one row per sentence at BOS, then `beams` rows per sentence over one
+    copy of each sentence's encoder keys and values. After rows are widened, reordered (each beam
+    follows a parent) and a sentence is dropped, every row's next logits equal a full recompute
+    of that row's own prefix."""
+    model, beams = make_model(), 3
+    gen = torch.Generator().manual_seed(9)
+    src = source_tensor([_random_ids(n, gen) for n in (4, 7)])
+    memory, src_mask = model.encode(src)
+    tgt = torch.tensor([[2, *_random_ids(3, gen)] for _ in range(2 * beams)])  # row = s * 3 + b
+    state = model.start_decoding(memory, src_mask, 4, beams)
+    model.decode_step(tgt[[0, 3], :1], state)  # BOS, once per sentence
+    state.select(torch.tensor([0, 0, 0, 1, 1, 1]))  # widen: every beam starts from BOS
+    model.decode_step(tgt[:, 1:2], state)
+    assert state.cross_attention[0].keys.size(0) == 2  # once per sentence, not per beam
+    parents = torch.tensor([2, 2, 0, 4, 3, 3])  # beams of sentence 0, then of sentence 1
+    state.select(parents)
+    prefixes = torch.cat([tgt[parents, :2], tgt[:, 2:3]], dim=1)  # each parent's prefix + a token
+    sentence_of_row = torch.arange(2).repeat_interleave(beams)
+    full = model.decode(prefixes, memory[sentence_of_row], src_mask[sentence_of_row])
+    torch.testing.assert_close(model.decode_step(tgt[:, 2:3], state), full[:, 2], atol=1e-5, rtol=0)
+
+    state.select(torch.tensor([3, 4, 5]), torch.tensor([1]))  # sentence 0 finished
+    assert state.cross_attention[0].keys.size(0) == 1
+    prefixes = torch.cat([prefixes[3:], tgt[3:, 3:4]], dim=1)
+    full = model.decode(prefixes, memory[[1, 1, 1]], src_mask[[1, 1, 1]])
+    torch.testing.assert_close(
+        model.decode_step(tgt[3:, 3:4], state), full[:, 3], atol=1e-5, rtol=0
     )
 
 

@@ -2,7 +2,9 @@
 
 import itertools
 import json
+import math
 import random
+import shutil
 
 import pytest
 import torch
@@ -89,8 +91,8 @@ class _EosFirstThenLonger:
     def encode(self, src):
         return torch.zeros(src.size(0), 1, 4), torch.ones(src.size(0), 1, 1, 1, dtype=torch.bool)
 
-    def start_decoding(self, memory, src_mask):
-        return DecoderState(memory, src_mask, caches=[])
+    def start_decoding(self, memory, src_mask, capacity, beams=1):
+        return DecoderState(src_mask, [], [])
 
     def decode_step(self, tokens, state):
         probs = torch.full((tokens.size(0), TINY_VOCAB), 1e-6)
@@ -115,12 +117,34 @@ def test_beam_of_one_equals_greedy_with_a_length_penalty(tiny_model, alpha):
     assert [h[0].tokens for h in beam_search(tiny_model, src, 1, 1.0, 4, alpha)] == greedy
 
 
-def test_translate_with_beam_one_equals_greedy(run_dir):
+def test_translate_with_beam_one_runs_greedy_search(run_dir, monkeypatch):
     run = load_run(run_dir, device="cpu")  # decode.length_penalty keeps its default, 0.6
     sentences = _sentences(run_dir)
     greedy = run.translate(sentences)
     run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": 1})
+
+    def no_beam_search(*args, **kwargs):
+        raise AssertionError("a beam of one must take the greedy search path")
+
+    monkeypatch.setattr("transformer_cli.run.beam_search", no_beam_search)
     assert run.translate(sentences) == greedy
+
+
+def test_cli_greedy_flag_and_beam_one_override_a_beam_config(run_dir, tmp_path):
+    beam_run = tmp_path / "run"
+    shutil.copytree(run_dir, beam_run, ignore=shutil.ignore_patterns("cache"))
+    config = (beam_run / "config.yaml").read_text(encoding="utf-8")
+    assert "strategy: greedy" in config
+    (beam_run / "config.yaml").write_text(config.replace("strategy: greedy", "strategy: beam"))
+    sentences = _sentences(run_dir)[:10]
+    source = tmp_path / "src.txt"
+    source.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    greedy = load_run(run_dir, device="cpu").translate(sentences)
+    for flag in (["--greedy"], ["--beam", "1"]):
+        result = tcli("translate", beam_run, "--input", source, "--device", "cpu", *flag)
+        assert result.stdout.splitlines() == greedy
+    both = tcli("translate", beam_run, "--input", source, "--greedy", "--beam", "2", check=False)
+    assert both.returncode == 2 and "--greedy and --beam exclude each other" in both.stderr
 
 
 def test_cached_greedy_equals_the_reference_on_a_trained_model(run_dir):
@@ -138,6 +162,63 @@ def test_beam_never_scores_worse_than_greedy(run_dir):
         beam = beam_search(run.model, src, size, 1.5, 5)
         for ours, theirs in zip(beam, greedy, strict=True):
             assert ours[0].log_prob >= theirs.log_prob - 1e-5
+
+
+class _PrefixState(DecoderState):
+    """A decoder state that keeps each row's whole prefix."""
+
+    def __init__(self, src_mask, rows):
+        super().__init__(src_mask, [], [])
+        self.prefixes = [()] * rows
+
+    def select(self, rows, sentences=None):
+        super().select(rows, sentences)
+        self.prefixes = [self.prefixes[row] for row in rows.tolist()]
+
+
+class _GreedyPrunedByTheBeam:
+    """A scripted model where a beam of 2 prunes the greedy path 4 6 EOS (probability .0864) at
+    its second step, for 5 4 and 5 5 (.175 each), which then only lead to worse endings."""
+
+    config = TransformerConfig(src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB)
+    max_length = None
+
+    encode = _EosFirstThenLonger.encode
+
+    def start_decoding(self, memory, src_mask, capacity, beams=1):
+        return _PrefixState(src_mask, memory.size(0))
+
+    @staticmethod
+    def next_token(prefix: tuple[int, ...]) -> dict[int, float]:
+        if prefix == ():
+            return {4: 0.4, 5: 0.35, 6: 0.25}
+        if prefix == (4,):
+            return {6: 0.24, 1: 0.19, 4: 0.19, 5: 0.19, EOS_ID: 0.19}
+        if prefix == (4, 6):
+            return {EOS_ID: 0.9, 4: 0.1}
+        if prefix == (5,):
+            return {4: 0.5, 5: 0.5}
+        return {4: 0.33, 5: 0.33, 6: 0.33, EOS_ID: 0.01}
+
+    def decode_step(self, tokens, state):
+        state.prefixes = [
+            (*p, t) for p, t in zip(state.prefixes, tokens[:, 0].tolist(), strict=True)
+        ]
+        probs = torch.full((tokens.size(0), TINY_VOCAB), 1e-9)
+        for row, prefix in enumerate(state.prefixes):
+            for token, p in self.next_token(prefix[1:]).items():  # prefix[0] is BOS
+                probs[row, token] = p
+        state.length += 1
+        return probs.log()
+
+
+def test_beam_search_keeps_the_greedy_translation_it_pruned():
+    model, src = _GreedyPrunedByTheBeam(), source_tensor([[5, 5]])
+    greedy = greedy_decode(model, src, 0.0, 4)[0]
+    assert greedy.tokens == [4, 6]
+    best = beam_search(model, src, 2, 0.0, 4)[0][0]
+    assert best.tokens == [4, 6]
+    assert best.log_prob == pytest.approx(math.log(0.4 * 0.24 * 0.9), abs=1e-5)
 
 
 def _sentences(run_dir) -> list[str]:

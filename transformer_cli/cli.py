@@ -32,7 +32,12 @@ DeviceOption = Annotated[
 ]
 BeamOption = Annotated[
     int | None,
-    typer.Option("--beam", min=1, help="Beam search with N hypotheses [default: config]."),
+    typer.Option(
+        "--beam", min=1, help="Beam search with N hypotheses; 1 is greedy [default: config]."
+    ),
+]
+GreedyOption = Annotated[
+    bool, typer.Option("--greedy", help="Greedy search, whatever the config says.")
 ]
 CheckpointOption = Annotated[
     str,
@@ -112,6 +117,7 @@ def translate(
         typer.Option("--batch-size", min=1, help="Sentences per batch [default: config]."),
     ] = None,
     beam: BeamOption = None,
+    greedy: GreedyOption = False,
     nbest: Annotated[
         int | None,
         typer.Option(
@@ -136,13 +142,18 @@ def translate(
     from transformer_cli.files import atomic_write_text
     from transformer_cli.run import load_run
 
-    if score is not None and (beam or nbest):
-        raise TcliError("--score force-decodes given targets: it takes no --beam or --nbest")
+    if score is not None and (beam or nbest or greedy):
+        raise TcliError(
+            "--score force-decodes given targets: it takes no --beam, --greedy or --nbest"
+        )
+    if greedy and nbest:
+        raise TcliError("--nbest lists beam search's best translations: it takes no --greedy")
     if output != "-" and Path(output).is_dir():  # say so now, not after translating everything
         raise TcliError(f"--output {output} is a directory; give a file name")
     run = load_run(run_dir, device, checkpoint)
-    if beam is not None or nbest is not None:
-        _use_beam(run, beam or max(run.decode.beam_size, nbest))
+    if nbest is not None:
+        beam = beam or max(run.decode.beam_size, nbest)
+    _choose_search(run, beam, greedy)
     batch_size = batch_size or run.decode.batch_size
     if input == "-":
         lines = decode_lines(sys.stdin.buffer, "stdin")  # the same line rules as for files
@@ -168,8 +179,14 @@ def translate(
         atomic_write_text(output, "".join(f"{line}\n" for line in results))
 
 
-def _use_beam(run: "Translator", beam_size: int) -> None:
-    run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam_size})
+def _choose_search(run: "Translator", beam: int | None, greedy: bool) -> None:
+    """--greedy, or --beam N (--beam 1 is greedy search); neither keeps the config's choice."""
+    if greedy and beam is not None:
+        raise TcliError("--greedy and --beam exclude each other (--beam 1 is greedy search)")
+    if greedy:
+        run.decode = run.decode.model_copy(update={"strategy": "greedy"})
+    elif beam is not None:
+        run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam})
 
 
 def _translations(
@@ -199,6 +216,7 @@ def _translations(
     epilog="\b\nExamples:\n  tcli eval runs/toy\n"
     "  tcli eval runs/toy --src valid.en --ref valid.de --json\n"
     "  tcli eval runs/toy --beam 5\n"
+    "  tcli eval runs/toy --greedy\n"
     "  tcli eval --hyp test.hyp.de --ref data/toy-en-de/test.de",
 )
 def evaluate(
@@ -218,6 +236,7 @@ def evaluate(
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
     beam: BeamOption = None,
+    greedy: GreedyOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
@@ -239,8 +258,7 @@ def evaluate(
         if (src is None) != (ref is None):
             raise TcliError("--src and --ref go together (omit both to use the config's test set)")
         run = load_run(run_dir, device, checkpoint)
-        if beam is not None:
-            _use_beam(run, beam)
+        _choose_search(run, beam, greedy)
         if src is None:
             files, key = run.config.data.test, "data.test"
         else:
@@ -291,6 +309,46 @@ def average(
 
     path = average_last(run_dir, last, out)
     print(f"wrote {path}")
+
+
+@app.command(
+    epilog="\b\nExamples:\n  tcli export runs/toy --to ctranslate2 toy-ct2\n"
+    "  tcli export runs/toy --to ctranslate2 toy-ct2-int8 --quantization int8"
+)
+def export(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Argument(metavar="OUT_DIR", help="Directory to write the exported model to.")
+    ],
+    to: Annotated[
+        str, typer.Option("--to", help="Target format; ctranslate2 is the one there is.")
+    ] = "ctranslate2",
+    quantization: Annotated[
+        str,
+        typer.Option(
+            "--quantization",
+            help="Weights as float32, int8, int8_float32, int16, float16 or bfloat16.",
+        ),
+    ] = "float32",
+    checkpoint: CheckpointOption = "best",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists.")
+    ] = False,
+) -> None:
+    """Export a trained model to serve it with another engine (CTranslate2).
+
+    Needs the optional extra: pip install 'transformer-cli[ctranslate2]'.
+    """
+    from transformer_cli.export import export_ctranslate2
+    from transformer_cli.run import load_run
+
+    if to != "ctranslate2":
+        raise TcliError(f"--to {to}: the one export format is ctranslate2")
+    run = load_run(run_dir, "cpu", checkpoint)
+    path = export_ctranslate2(run.model, run.tokenizers, out_dir, quantization, overwrite)
+    print(f"wrote {path} (CTranslate2, {quantization}); see transformer_cli/export.py for use")
 
 
 class _TqdmHandler(logging.Handler):

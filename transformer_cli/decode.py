@@ -45,11 +45,22 @@ def length_penalty(length: int, alpha: float) -> float:
 
 def _next_token_log_probs(logits: Tensor, pad_id: int) -> Tensor:
     log_probs = logits.float().log_softmax(dim=-1)
-    log_probs[:, [pad_id, BOS_ID]] = float("-inf")  # never valid outputs
+    log_probs[:, pad_id] = float("-inf")  # never valid outputs
+    log_probs[:, BOS_ID] = float("-inf")
     return log_probs
 
 
-@torch.no_grad()
+def compile_decoding(model: Transformer) -> None:
+    """Replace `model.decode_step` by a torch.compile'd version for translating (not training):
+    TorchInductor fuses the step's small operations and, with the weights frozen as constants,
+    prepacks them for the CPU's matrix kernels. Shapes are dynamic (rows and positions change
+    every step), so only a few compilations happen, at the first calls."""
+    compiled = torch.compile(model.decode_step, dynamic=True, options={"freezing": True})
+    # A fresh (rows, 1) tensor: a slice's strides and storage offset would each recompile.
+    model.decode_step = lambda tokens, state: compiled(tokens.view(-1).clone()[:, None], state)
+
+
+@torch.inference_mode()
 def greedy_decode(
     model: Transformer, src: Tensor, max_len_a: float, max_len_b: int, alpha: float = 0.0
 ) -> list[Hypothesis]:
@@ -66,31 +77,32 @@ def greedy_decode(
 def _greedy(
     model: Transformer, memory: Tensor, src_mask: Tensor, limits: Tensor, alpha: float
 ) -> list[Hypothesis]:
-    rows = memory.size(0)
+    rows, longest = memory.size(0), int(limits.max())
     outputs: list[Hypothesis | None] = [None] * rows
     sentence = torch.arange(rows, device=memory.device)  # which sentence each row is
-    tokens = torch.full((rows, 1), BOS_ID, dtype=torch.long, device=memory.device)
+    tokens = torch.full((rows, longest + 1), BOS_ID, dtype=torch.long, device=memory.device)
     log_prob = torch.zeros(rows, device=memory.device)
-    state = model.start_decoding(memory, src_mask)
-    for step in range(1, int(limits.max()) + 1):
-        logits = model.decode_step(tokens[:, -1:], state)  # (rows, vocab)
-        best, next_token = _next_token_log_probs(logits, model.config.pad_id).max(dim=-1)
+    state = model.start_decoding(memory, src_mask, capacity=longest)
+    for step in range(1, longest + 1):
+        logits = model.decode_step(tokens[:, step - 1 : step], state)  # (rows, vocab)
+        best, tokens[:, step] = _next_token_log_probs(logits, model.config.pad_id).max(dim=-1)
         log_prob += best
-        tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (rows, step + 1)
-        done = (next_token == EOS_ID) | (limits[sentence] <= step)
-        if done.any():
+        done = (tokens[:, step] == EOS_ID) | (limits <= step)
+        if done.any():  # the step's one host sync
             for row in done.nonzero().flatten().tolist():
-                ids, total = _strip_eos(tokens[row, 1:].tolist()), log_prob[row].item()
+                ids, total = _strip_eos(tokens[row, 1 : step + 1].tolist()), log_prob[row].item()
                 outputs[sentence[row]] = Hypothesis(ids, total / length_penalty(step, alpha), total)
             keep = (~done).nonzero().flatten()  # finished sentences stop costing work
             if keep.numel() == 0:
                 break
-            sentence, tokens, log_prob = sentence[keep], tokens[keep], log_prob[keep]
-            state = state.select(keep)
+            sentence, tokens, log_prob, limits = (
+                t[keep] for t in (sentence, tokens, log_prob, limits)
+            )
+            state.select(keep, keep)
     return outputs
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_decode_reference(
     model: Transformer, src: Tensor, max_len_a: float, max_len_b: int
 ) -> list[list[int]]:
@@ -117,7 +129,7 @@ def _end(row: list[int], pad_id: int) -> int:
     return next((i for i, token in enumerate(row) if token in (EOS_ID, pad_id)), len(row))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(
     model: Transformer,
     src: Tensor,
@@ -137,45 +149,60 @@ def beam_search(
     hypotheses can no longer be beaten: a live hypothesis's log-probability only falls as it
     grows, so log P / length_penalty(limit) bounds every score it can still reach.
 
-    The greedy translation starts out among the finished hypotheses. Plain beam search can prune
-    the greedy path and end with a worse translation than greedy search; with it in the pool,
-    beam search is never worse than greedy, for the price of one greedy pass.
+    The greedy translation is a candidate too. Plain beam search can prune the greedy path and
+    end with a worse translation than greedy search; here the search notes whether the beam
+    followed the greedy path to its end (it usually does) and runs greedy search afterwards for
+    the sentences where it did not, so beam search is never worse than greedy.
     """
     pad_id, k, device = model.config.pad_id, beam_size, src.device
     memory, src_mask = model.encode(src)
     limit_tensor = max_output_lengths(src, pad_id, max_len_a, max_len_b, model.max_length)
-    greedy = _greedy(model, memory, src_mask, limit_tensor, alpha)
     limits = limit_tensor.tolist()
-    # Rows are grouped by sentence: row slot * k + j is beam j of the slot-th live sentence.
-    state = model.start_decoding(memory.repeat_interleave(k, 0), src_mask.repeat_interleave(k, 0))
+    # Rows are grouped by sentence: row slot * width + j is beam j of the slot-th live sentence.
+    # The width is 1 at BOS, where all beams would be the same, and beam_size afterwards.
+    state = model.start_decoding(memory, src_mask, capacity=max(limits), beams=k)
     live = list(range(src.size(0)))  # the sentence of each slot
-    tokens = torch.full((len(live) * k, 1), BOS_ID, dtype=torch.long, device=device)
-    scores = torch.full((len(live), k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # at first only one hypothesis per sentence: BOS
-    finished: list[list[Hypothesis]] = [[hypothesis] for hypothesis in greedy]
-    enough = max(k, nbest) + 1  # finished hypotheses that end a sentence: the beam's and greedy's
+    tokens = torch.full((len(live), 1), BOS_ID, dtype=torch.long, device=device)
+    scores = torch.zeros(len(live), 1, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in live]
+    greedy_rows: list[int | None] = list(range(len(live)))  # the row of each greedy prefix
+    unfollowed: set[int] = set()  # sentences whose greedy path the beam did not follow to its end
+    enough = max(k, nbest)
     for step in range(1, max(limits) + 1):
         log_probs = _next_token_log_probs(model.decode_step(tokens[:, -1:], state), pad_id)
-        vocab = log_probs.size(-1)
-        candidates = (scores[:, :, None] + log_probs.view(len(live), k, vocab)).view(len(live), -1)
+        rows, vocab = log_probs.shape
+        width = rows // len(live)
+        candidates = (scores[:, :, None] + log_probs.view(len(live), width, vocab)).view(
+            len(live), -1
+        )
         # 2k candidates: even if k of them end in EOS, k others continue.
         top_scores, top_ids = candidates.topk(min(2 * k, candidates.size(1)), dim=1)
-        next_live, parent_rows, next_tokens, next_scores = [], [], [], []
+        followed = [row for row in greedy_rows if row is not None]
+        greedy_next = dict(
+            zip(followed, log_probs[followed].max(dim=-1).indices.tolist(), strict=True)
+        )  # the greedy path's next token, in the rows that hold a greedy prefix
+        next_live, kept_slots, next_greedy_rows = [], [], []
+        parent_rows, next_tokens, next_scores = [], [], []
         for slot, sentence in enumerate(live):
-            beams = []
+            greedy_row = greedy_rows[slot]
+            greedy = None if greedy_row is None else (greedy_row, greedy_next[greedy_row])
+            beams, greedy_beam, greedy_ended = [], None, False
             for rank, (score, index) in enumerate(
                 zip(top_scores[slot].tolist(), top_ids[slot].tolist(), strict=True)
             ):
                 if score == float("-inf") or len(beams) == k:
                     break
-                row, token = slot * k + index // vocab, index % vocab
+                row, token = slot * width + index // vocab, index % vocab
                 if token == EOS_ID:
                     if rank < k:
                         prefix = tokens[row, 1:].tolist()
                         finished[sentence].append(
                             Hypothesis(prefix, score / length_penalty(step, alpha), score)
                         )
+                        greedy_ended |= (row, token) == greedy
                 else:
+                    if (row, token) == greedy:
+                        greedy_beam = len(beams)
                     beams.append((row, token, score))
             if step >= limits[sentence]:  # out of room: the live hypotheses end here
                 for row, token, score in beams:
@@ -183,15 +210,23 @@ def beam_search(
                     finished[sentence].append(
                         Hypothesis(hypothesis, score / length_penalty(step, alpha), score)
                     )
+                greedy_ended |= greedy_beam is not None
+                greedy_beam = None
+            if greedy is not None and greedy_beam is None and not greedy_ended:
+                unfollowed.add(sentence)  # the beam pruned the greedy path
+            if step >= limits[sentence] or not beams:
                 continue
-            if (
-                not beams
-                or len(finished[sentence]) >= enough
-                or _cannot_improve(finished[sentence], beams, nbest, limits[sentence], alpha)
-            ):
+            bounded = _cannot_improve(finished[sentence], beams, nbest, limits[sentence], alpha)
+            if len(finished[sentence]) >= enough or bounded:
+                if greedy_beam is not None and not bounded:
+                    unfollowed.add(sentence)  # greedy might have gone on to a better ending
                 continue
             beams += [(*beams[-1][:2], float("-inf"))] * (k - len(beams))  # pad with dead beams
+            next_greedy_rows.append(
+                None if greedy_beam is None else len(next_live) * k + greedy_beam
+            )
             next_live.append(sentence)
+            kept_slots.append(slot)
             for row, token, score in beams:
                 parent_rows.append(row)
                 next_tokens.append(token)
@@ -199,11 +234,19 @@ def beam_search(
         if not next_live:
             break
         rows = torch.tensor(parent_rows, device=device)
-        state = state.select(rows)  # follow each beam's parent; drop finished sentences
+        # follow each beam's parent (widening the state after BOS); drop finished sentences
+        all_kept = len(kept_slots) == len(live)
+        state.select(rows, None if all_kept else torch.tensor(kept_slots, device=device))
         new_tokens = torch.tensor(next_tokens, device=device)[:, None]
         tokens = torch.cat([tokens[rows], new_tokens], dim=1)
         scores = torch.tensor(next_scores, device=device).view(len(next_live), k)
-        live = next_live
+        live, greedy_rows = next_live, next_greedy_rows
+    if unfollowed:
+        sentences = sorted(unfollowed)
+        index = torch.tensor(sentences, device=device)
+        greedy = _greedy(model, memory[index], src_mask[index], limit_tensor[index], alpha)
+        for sentence, hypothesis in zip(sentences, greedy, strict=True):
+            finished[sentence].append(hypothesis)
     return [_best(hypotheses, nbest) for hypotheses in finished]
 
 
@@ -230,7 +273,7 @@ def _cannot_improve(
     return worst_kept >= best_reachable
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_targets(model: Transformer, src: Tensor, targets: Sequence[Sequence[int]]) -> list[float]:
     """Log-probability of each target sequence (+ EOS) given its source: force decoding."""
     pad_id = model.config.pad_id

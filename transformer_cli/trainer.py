@@ -111,7 +111,9 @@ class Trainer:
             self.cfg.batch_tokens,
             100 * padding,
         )
-        translator = Translator(model, data.tokenizers, config.decode, device)
+        # Validation decodes the weights being trained: a compiled step would freeze them.
+        decode = config.decode.model_copy(update={"compile": False})
+        translator = Translator(model, data.tokenizers, decode, device)
         self.validator = Validator(
             translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
         )

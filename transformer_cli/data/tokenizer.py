@@ -5,6 +5,7 @@ the model's order. A model trained by tcli has exactly this layout; any other Se
 (with other special ids, or none for padding) is mapped onto it, so every model works.
 """
 
+import functools
 import io
 import itertools
 import logging
@@ -53,6 +54,15 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self._to_theirs)
+
+    @functools.cached_property
+    def pieces(self) -> list[str]:
+        """The piece of each of our ids; the specials as <pad>, <unk>, <s> and </s>."""
+        specials = {PAD_ID: "<pad>", UNK_ID: "<unk>", BOS_ID: "<s>", EOS_ID: "</s>"}
+        return [
+            specials.get(i) or self.sp.id_to_piece(int(theirs))
+            for i, theirs in enumerate(self._to_theirs)
+        ]
 
     def encode(self, sentences: Sequence[str]) -> list[list[int]]:
         """Subword ids of each sentence (no BOS/EOS added)."""

@@ -1,6 +1,7 @@
 """The Transformer, written out: attention -> layers -> encoder-decoder. Imports only torch."""
 
 from transformer_cli.model.attention import (
+    KeyValueCache,
     MultiHeadAttention,
     causal_mask,
     padding_mask,
@@ -11,6 +12,7 @@ from transformer_cli.model.transformer import DecoderState, Transformer, Transfo
 
 __all__ = [
     "DecoderState",
+    "KeyValueCache",
     "MultiHeadAttention",
     "SelfAttention2d",
     "Transformer",

@@ -46,6 +46,59 @@ def scaled_dot_product_attention(
     return attended @ v, weights  # (..., q_len, d_v), (..., q_len, k_len)
 
 
+class KeyValueCache:
+    """One attention module's keys and values, kept between decoding steps.
+
+    Self-attention's cache is allocated once, for the most rows and the longest output the
+    search needs, and each step writes its new position in place; cross-attention's holds the
+    projected encoder output, computed once per sentence. `keys` and `values` are views of the
+    rows in use and the positions filled.
+    """
+
+    def __init__(self, keys: Tensor, values: Tensor, rows: int, length: int) -> None:
+        self._keys, self._values = keys, values  # (max rows, heads, capacity, d_head)
+        self.rows, self.length = rows, length
+
+    @classmethod
+    def empty(
+        cls, rows: int, n_heads: int, capacity: int, d_head: int, like: Tensor, max_rows: int
+    ) -> "KeyValueCache":
+        """`rows` rows in use, room for `max_rows` rows and `capacity` positions."""
+        shape = (max_rows, n_heads, capacity, d_head)
+        return cls(like.new_empty(shape), like.new_empty(shape), rows, 0)
+
+    @property
+    def keys(self) -> Tensor:
+        return self._keys[: self.rows, :, : self.length]  # (rows, heads, length, d_head)
+
+    @property
+    def values(self) -> Tensor:
+        return self._values[: self.rows, :, : self.length]
+
+    def append(self, keys: Tensor, values: Tensor) -> None:
+        """Write the next positions' keys and values, (rows, heads, new, d_head), in place."""
+        end = self.length + keys.size(2)
+        if end > self._keys.size(2):  # past the allocation: grow it (searches allocate enough)
+            self._keys, self._values = (_grown(t, 2 * end) for t in (self._keys, self._values))
+        self._keys[: self.rows, :, self.length : end] = keys
+        self._values[: self.rows, :, self.length : end] = values
+        self.length = end
+
+    def select(self, rows: Tensor) -> None:
+        """Keep rows `rows` (indices into the rows in use, in their new order, possibly repeated)
+        as the new rows in use, written to the front of the same buffers."""
+        gathered_keys, gathered_values = (t.index_select(0, rows) for t in (self.keys, self.values))
+        self.rows = rows.numel()
+        self._keys[: self.rows, :, : self.length] = gathered_keys
+        self._values[: self.rows, :, : self.length] = gathered_values
+
+
+def _grown(buffer: Tensor, capacity: int) -> Tensor:
+    grown = buffer.new_empty(buffer.size(0), buffer.size(1), capacity, buffer.size(3))
+    grown[:, :, : buffer.size(2)] = buffer
+    return grown
+
+
 class MultiHeadAttention(nn.Module):
     """Project queries, keys and values into n_heads subspaces, attend in each, merge the heads.
 
@@ -82,35 +135,67 @@ class MultiHeadAttention(nn.Module):
         x: Tensor,
         memory: Tensor | None = None,
         mask: Tensor | None = None,
-        cache: dict[str, Tensor] | None = None,
+        cache: KeyValueCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """x: (batch, q_len, d_model); memory: (batch, k_len, d_model), for cross-attention.
 
-        `cache` serves incremental decoding: self-attention appends this call's keys and values
-        to the cached ones (so x holds only the new positions); cross-attention projects the
-        memory once and reuses it. Returns the output (batch, q_len, d_model) and the weights
-        (batch, heads, q_len, k_len), or None for the weights on the fused path.
+        With a `cache` (incremental decoding), self-attention appends this call's keys and values
+        to the cached ones, so x holds only the new positions; cross-attention takes its keys and
+        values from the cache (see `project_memory`) and ignores `memory`. The cache may hold
+        one row per sentence while x holds `beams` rows per sentence (grouped by sentence): the
+        beams of a sentence then query the same keys, which are never copied per beam.
+        Returns the output (batch, q_len, d_model) and the weights (batch, heads, q_len, k_len),
+        or None for the weights on the fused path.
         """
         if self.cross:
             q = self._split_heads(self.q_proj(x))  # (batch, heads, q_len, d_head)
-            if cache is not None and "k" in cache:
-                k, v = cache["k"], cache["v"]
-            else:
+            if cache is None:
                 k, v = map(self._split_heads, self.kv_proj(memory).chunk(2, dim=-1))
+            else:
+                return self._attend_grouped(q, cache, mask)
         else:
             q, k, v = map(self._split_heads, self.qkv_proj(x).chunk(3, dim=-1))
-            if cache is not None and "k" in cache:
-                k = torch.cat([cache["k"], k], dim=2)  # (batch, heads, cached + q_len, d_head)
-                v = torch.cat([cache["v"], v], dim=2)
-        if cache is not None:
-            cache["k"], cache["v"] = k, v
+            if cache is not None:
+                cache.append(k, v)
+                k, v = cache.keys, cache.values  # (batch, heads, cached + q_len, d_head)
+        out, weights = self._attend(q, k, v, mask)
+        return self.out_proj(self._merge_heads(out)), weights
+
+    def project_memory(self, memory: Tensor) -> KeyValueCache:
+        """Cross-attention's keys and values of the encoder output, (batch, src_len, d_model),
+        computed once for every decoding step."""
+        k, v = (self._split_heads(t).contiguous() for t in self.kv_proj(memory).chunk(2, dim=-1))
+        return KeyValueCache(k, v, k.size(0), k.size(2))
+
+    def _attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         dropout_p = self.dropout if self.training else 0.0
         if self.fused:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-            weights = None
-        else:
-            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
-        return self.out_proj(self._merge_heads(out)), weights
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p
+            ), None
+        return scaled_dot_product_attention(q, k, v, mask, dropout_p)
+
+    def _attend_grouped(
+        self, q: Tensor, cache: KeyValueCache, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        # The beams of a sentence become more query positions of the sentence, all over its one
+        # set of keys: q (sentences * beams, heads, q_len, d_head) -> (sentences, heads,
+        # beams * q_len, d_head).
+        rows, _, q_len, _ = q.shape
+        sentences = cache.rows
+        beams = rows // sentences
+        q = q.view(sentences, beams, self.n_heads, q_len, self.d_head).transpose(1, 2)
+        q = q.reshape(sentences, self.n_heads, beams * q_len, self.d_head)
+        out, weights = self._attend(q, cache.keys, cache.values, mask)
+        # (sentences, heads, beams * q_len, d_head) -> (rows, q_len, heads * d_head)
+        out = out.view(sentences, self.n_heads, beams, q_len, self.d_head).permute(0, 2, 3, 1, 4)
+        out = out.reshape(rows, q_len, self.n_heads * self.d_head)
+        if weights is not None:  # -> (rows, heads, q_len, src_len)
+            weights = weights.view(sentences, self.n_heads, beams, q_len, -1).transpose(1, 2)
+            weights = weights.reshape(rows, self.n_heads, q_len, -1)
+        return self.out_proj(out), weights
 
     def _split_heads(self, x: Tensor) -> Tensor:
         # (batch, len, d_model) -> (batch, len, heads, d_head) -> (batch, heads, len, d_head).

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_cli.model.attention import MultiHeadAttention
+from transformer_cli.model.attention import KeyValueCache, MultiHeadAttention
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -36,7 +36,8 @@ class PositionalEncoding(nn.Module):
         """x holds positions offset .. offset + len - 1 (offset > 0 when decoding step by step)."""
         end = offset + x.size(1)
         if end > self.table.size(0):
-            self.table = sinusoidal_positions(2 * end, x.size(-1)).to(self.table.device)
+            with torch.inference_mode(False):  # a table grown while decoding also serves training
+                self.table = sinusoidal_positions(2 * end, x.size(-1)).to(self.table.device)
         return x + self.table[offset:end].to(x.dtype)
 
 
@@ -156,17 +157,18 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        memory: Tensor,
+        memory: Tensor | None,
         tgt_mask: Tensor | None,
         src_mask: Tensor,
-        cache: dict[str, dict[str, Tensor]] | None = None,
+        self_cache: KeyValueCache | None = None,
+        cross_cache: KeyValueCache | None = None,
     ) -> Tensor:
         """x: (batch, tgt_len, d_model); memory: (batch, src_len, d_model) from the encoder;
         tgt_mask: (batch, 1, tgt_len, tgt_len) causal and padding, or None when decoding step by
-        step (the one new position may see every cached one); src_mask: (batch, 1, 1, src_len);
-        cache: {"self": {...}, "cross": {...}} keys and values kept between decoding steps.
+        step (the one new position may see every cached one); src_mask: (batch, 1, 1, src_len).
+        When decoding step by step, the caches hold earlier positions' keys and values and the
+        projected memory (which then replaces `memory`); see MultiHeadAttention.forward.
         """
-        self_cache, cross_cache = (cache["self"], cache["cross"]) if cache else (None, None)
         x = self.self_attn_residual(
             x, lambda h: self.tgt_tgt_attn(h, mask=tgt_mask, cache=self_cache)[0]
         )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from transformer_cli.model.attention import causal_mask, padding_mask
+from transformer_cli.model.attention import KeyValueCache, causal_mask, padding_mask
 from transformer_cli.model.layers import (
     DecoderLayer,
     Dropout,
@@ -38,28 +38,27 @@ class TransformerConfig:
 
 @dataclass
 class DecoderState:
-    """What step-by-step decoding carries from one step to the next, one row per hypothesis."""
+    """What step-by-step decoding carries from one step to the next.
 
-    memory: Tensor  # (rows, src_len, d_model): the encoder output
-    src_mask: Tensor  # (rows, 1, 1, src_len)
-    caches: list[dict[str, dict[str, Tensor]]]  # per decoder layer: "self" and "cross" k, v
+    Rows are hypotheses grouped by sentence: with beam search, `beams` consecutive rows per
+    sentence. What is the same for every beam of a sentence (the source mask, cross-attention's
+    keys and values) is kept once per sentence.
+    """
+
+    src_mask: Tensor  # (sentences, 1, 1, src_len)
+    self_attention: list[KeyValueCache]  # per decoder layer: (rows, heads, capacity, d_head)
+    cross_attention: list[KeyValueCache]  # per decoder layer: (sentences, heads, src_len, d_head)
     length: int = 0  # target positions decoded so far; the next token's position
 
-    def select(self, rows: Tensor) -> "DecoderState":
-        """Keep (and reorder) rows: drop finished sentences, or follow each beam's parent."""
-        caches = [
-            {
-                part: {name: t.index_select(0, rows) for name, t in kv.items()}
-                for part, kv in c.items()
-            }
-            for c in self.caches
-        ]
-        return DecoderState(
-            self.memory.index_select(0, rows),
-            self.src_mask.index_select(0, rows),
-            caches,
-            self.length,
-        )
+    def select(self, rows: Tensor, sentences: Tensor | None = None) -> None:
+        """Keep (and reorder) hypothesis rows, in place: follow each beam's parent, drop finished
+        sentences. `sentences` lists the sentences kept, when some have finished."""
+        for cache in self.self_attention:
+            cache.select(rows)
+        if sentences is not None:
+            for cache in self.cross_attention:
+                cache.select(sentences)
+            self.src_mask = self.src_mask.index_select(0, sentences)
 
 
 class Transformer(nn.Module):
@@ -150,10 +149,22 @@ class Transformer(nn.Module):
         """Teacher forcing: logits (batch, tgt_len, tgt_vocab) for every next target token."""
         return self.output_proj(self.features(src, tgt_in))
 
-    def start_decoding(self, memory: Tensor, src_mask: Tensor) -> DecoderState:
-        """An empty state for `decode_step`, one row per sentence (or per beam hypothesis)."""
-        caches = [{"self": {}, "cross": {}} for _ in self.decoder_layers]
-        return DecoderState(memory, src_mask, caches)
+    def start_decoding(
+        self, memory: Tensor, src_mask: Tensor, capacity: int, beams: int = 1
+    ) -> DecoderState:
+        """An empty state for `decode_step`: one row per sentence, room for `beams` rows per
+        sentence (beam search widens the state after its first step, with `select`) and for
+        `capacity` target positions (BOS included) in each self-attention cache."""
+        sentences, heads = memory.size(0), self.config.n_heads
+        d_head = self.config.d_model // heads
+        return DecoderState(
+            src_mask,
+            [
+                KeyValueCache.empty(sentences, heads, capacity, d_head, memory, sentences * beams)
+                for _ in self.decoder_layers
+            ],
+            [layer.src_tgt_attn.project_memory(memory) for layer in self.decoder_layers],
+        )
 
     def decode_step(self, tokens: Tensor, state: DecoderState) -> Tensor:
         """Feed the newest target token of each row, (rows, 1), and get next-token logits
@@ -163,10 +174,12 @@ class Transformer(nn.Module):
         position may see every earlier one, so self-attention needs no mask.
         """
         x = self._embed(self.tgt_embed, self.tgt_positions, tokens, state.length)  # (rows, 1, d)
-        for layer, cache in zip(self.decoder_layers, state.caches, strict=True):
-            x = layer(x, state.memory, None, state.src_mask, cache)
+        for layer, self_cache, cross_cache in zip(
+            self.decoder_layers, state.self_attention, state.cross_attention, strict=True
+        ):
+            x = layer(x, None, None, state.src_mask, self_cache, cross_cache)
         state.length += tokens.size(1)
-        return self.output_proj(self.decoder_norm(x))[:, -1]
+        return self.output_proj(self.decoder_norm(x[:, -1]))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
