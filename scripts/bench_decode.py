@@ -24,7 +24,11 @@ import torch
 from transformer_cli import load_run
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.corpus import read_pairs
-from transformer_cli.decode import beam_search, greedy_decode, greedy_decode_reference
+from transformer_cli.decode import (
+    beam_search,
+    greedy_decode,
+    greedy_decode_reference,
+)
 
 Batch = list[list[int]]  # token ids of each sentence, without EOS
 
@@ -51,7 +55,10 @@ def tcli_systems(run, reference: bool) -> dict[str, tuple[str, Callable[[Batch],
         return source_tensor(batch).to(run.device)
 
     systems = {
-        "tcli greedy": ("greedy", lambda batch: greedy_decode(run.model, tensor(batch), a, b)),
+        "tcli greedy": (
+            "greedy",
+            lambda batch: greedy_decode(run.model, tensor(batch), a, b),
+        ),
         "tcli beam 5": (
             "beam 5",
             lambda batch: beam_search(run.model, tensor(batch), 5, a, b, alpha),
@@ -65,36 +72,40 @@ def tcli_systems(run, reference: bool) -> dict[str, tuple[str, Callable[[Batch],
     return systems
 
 
-def ctranslate2_systems(run, threads: int) -> dict[str, tuple[str, Callable[[Batch], object]]]:
-    """The run exported to CTranslate2 (float32), decoding the same ids with the same limits."""
+def ctranslate2_systems(
+    run, threads: int, int8: bool
+) -> dict[str, tuple[str, Callable[[Batch], object]]]:
+    """The run exported to CTranslate2 (float32, and int8 if asked), decoding the same ids with
+    the same limits."""
     import ctranslate2
 
     from transformer_cli.export import export_ctranslate2
 
     directory = Path(tempfile.mkdtemp(prefix="tcli-ct2-")) / "model"
     export_ctranslate2(run.model, run.tokenizers, directory)
-    translator = ctranslate2.Translator(
-        str(directory), device="cpu", compute_type="float32", intra_threads=threads
-    )
     a, b, alpha = run.decode.max_len_a, run.decode.max_len_b, run.decode.length_penalty
     pieces = run.tokenizers.source.pieces
-
-    def translate(batch: Batch, beam_size: int) -> object:
-        # CTranslate2 has one output limit per call, tcli one per sentence (a * length + b); the
-        # batch's longest sentence sets it, which only lets CTranslate2 decode longer.
-        limit = int(a * max(map(len, batch)) + b)
-        return translator.translate_batch(
-            [[pieces[i] for i in ids] for ids in batch],
-            beam_size=beam_size,
-            max_batch_size=len(batch),
-            max_decoding_length=limit,
-            length_penalty=alpha,
+    systems = {}
+    for compute_type in ["float32", "int8"] if int8 else ["float32"]:
+        translator = ctranslate2.Translator(
+            str(directory), device="cpu", compute_type=compute_type, intra_threads=threads
         )
 
-    return {
-        "CTranslate2 greedy": ("greedy", lambda batch: translate(batch, 1)),
-        "CTranslate2 beam 5": ("beam 5", lambda batch: translate(batch, 5)),
-    }
+        def translate(batch: Batch, beam_size: int, translator=translator) -> object:
+            # CTranslate2 has one output limit per call, tcli one per sentence (a * length + b):
+            # the batch's longest sentence sets it, which only lets CTranslate2 decode longer.
+            return translator.translate_batch(
+                [[pieces[i] for i in ids] for ids in batch],
+                beam_size=beam_size,
+                max_batch_size=len(batch),
+                max_decoding_length=int(a * max(map(len, batch)) + b),
+                length_penalty=alpha,
+            )
+
+        label = "" if compute_type == "float32" else f" ({compute_type})"
+        systems[f"CTranslate2 greedy{label}"] = ("greedy", lambda x, t=translate: t(x, 1))
+        systems[f"CTranslate2 beam 5{label}"] = ("beam 5", lambda x, t=translate: t(x, 5))
+    return systems
 
 
 def main() -> None:
@@ -105,6 +116,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ctranslate2", action="store_true", help="also time CTranslate2")
+    parser.add_argument("--int8", action="store_true", help="and CTranslate2 with int8 weights")
     parser.add_argument("--reference", action="store_true", help="also time the O(n²) greedy")
     parser.add_argument("--only", help="time only the systems whose name contains this")
     parser.add_argument("--out", help="also write the markdown table to this file")
@@ -117,9 +129,11 @@ def main() -> None:
     ids = sorted((s for s in run.tokenizers.source.encode(sources) if s), key=len)
     systems = tcli_systems(run, args.reference)
     if args.ctranslate2:
-        systems |= ctranslate2_systems(run, threads)
+        systems |= ctranslate2_systems(run, threads, args.int8)
     if args.only:
         systems = {name: s for name, s in systems.items() if args.only in name}
+
+    single = ids[:: max(len(ids) // args.single, 1)][: args.single]  # spread over all lengths
 
     def seconds(method: Callable[[Batch], object], batch_size: int, sentences: Batch) -> float:
         start = time.perf_counter()
@@ -127,11 +141,11 @@ def main() -> None:
             method(sentences[first : first + batch_size])
         return time.perf_counter() - start
 
-    single = ids[:: max(len(ids) // args.single, 1)][: args.single]  # spread over all lengths
     batch64 = {name: [] for name in systems}
     batch1 = {name: [] for name in systems}
-    for _, method in systems.values():  # warm up: first calls allocate and compile
-        seconds(method, 64, ids[:128])
+    warmup = {}  # first calls allocate
+    for name, (_, method) in systems.items():
+        warmup[name] = seconds(method, 64, ids[:128]) + seconds(method, 1, single[:5])
     for _ in range(args.rounds):
         for name, (_, method) in systems.items():
             batch64[name].append(len(ids) / seconds(method, 64, ids))
@@ -140,6 +154,7 @@ def main() -> None:
     speed = {name: statistics.median(v) for name, v in batch64.items()}
     latency = {name: statistics.median(v) for name, v in batch1.items()}
     ct2 = {search: name for name, (search, _) in systems.items() if name.startswith("CTranslate2")}
+    ct2 = {search: f"CTranslate2 {search}" for search in ct2}  # the float32 ones
     lines = [
         f"{args.run}: {run.model.num_parameters() / 1e6:.2f}M parameters "
         f"({run.config.model.n_encoder_layers}+{run.config.model.n_decoder_layers} layers, "
@@ -160,6 +175,8 @@ def main() -> None:
             f"| {name} | {speed[name]:,.0f} | {speed_ratio} | {latency[name]:.1f} | "
             f"{latency_ratio} |"
         )
+    lines += ["", "Warm-up (128 sentences at batch 64, 5 at batch 1): "
+              + ", ".join(f"{name} {value:.1f} s" for name, value in warmup.items())]  # fmt: skip
     table = "\n".join(lines) + "\n"
     print(table, end="")
     if args.out:

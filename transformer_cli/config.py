@@ -231,11 +231,6 @@ class DecodeConfig(_Section):
         ge=0,
         description="GNMT length penalty alpha: beam scores are log P / ((5 + length) / 6)^alpha",
     )
-    compile: bool = Field(
-        False,
-        description="translate/eval compile the one-token decoding step with torch.compile: "
-        "faster per step, but compiling takes about 30 s on a 2-core CPU",
-    )
 
 
 class Config(_Section):

@@ -50,16 +50,6 @@ def _next_token_log_probs(logits: Tensor, pad_id: int) -> Tensor:
     return log_probs
 
 
-def compile_decoding(model: Transformer) -> None:
-    """Replace `model.decode_step` by a torch.compile'd version for translating (not training):
-    TorchInductor fuses the step's small operations and, with the weights frozen as constants,
-    prepacks them for the CPU's matrix kernels. Shapes are dynamic (rows and positions change
-    every step), so only a few compilations happen, at the first calls."""
-    compiled = torch.compile(model.decode_step, dynamic=True, options={"freezing": True})
-    # A fresh (rows, 1) tensor: a slice's strides and storage offset would each recompile.
-    model.decode_step = lambda tokens, state: compiled(tokens.view(-1).clone()[:, None], state)
-
-
 @torch.inference_mode()
 def greedy_decode(
     model: Transformer, src: Tensor, max_len_a: float, max_len_b: int, alpha: float = 0.0
@@ -165,8 +155,11 @@ def beam_search(
     tokens = torch.full((len(live), 1), BOS_ID, dtype=torch.long, device=device)
     scores = torch.zeros(len(live), 1, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in live]
-    greedy_rows: list[int | None] = list(range(len(live)))  # the row of each greedy prefix
-    unfollowed: set[int] = set()  # sentences whose greedy path the beam did not follow to its end
+    # Where the greedy path is: its row and log-probability so far, while the beam holds it.
+    greedy_prefixes: list[tuple[int, float] | None] = [(slot, 0.0) for slot in range(len(live))]
+    # Sentences whose greedy path the beam did not follow to its end, with a bound on the
+    # log-probability of the greedy translation (the log-probability of a prefix of it).
+    unfollowed: dict[int, float] = {}
     enough = max(k, nbest)
     for step in range(1, max(limits) + 1):
         log_probs = _next_token_log_probs(model.decode_step(tokens[:, -1:], state), pad_id)
@@ -177,15 +170,15 @@ def beam_search(
         )
         # 2k candidates: even if k of them end in EOS, k others continue.
         top_scores, top_ids = candidates.topk(min(2 * k, candidates.size(1)), dim=1)
-        followed = [row for row in greedy_rows if row is not None]
+        followed = [prefix[0] for prefix in greedy_prefixes if prefix is not None]
         greedy_next = dict(
             zip(followed, log_probs[followed].max(dim=-1).indices.tolist(), strict=True)
         )  # the greedy path's next token, in the rows that hold a greedy prefix
-        next_live, kept_slots, next_greedy_rows = [], [], []
+        next_live, kept_slots, next_greedy_prefixes = [], [], []
         parent_rows, next_tokens, next_scores = [], [], []
         for slot, sentence in enumerate(live):
-            greedy_row = greedy_rows[slot]
-            greedy = None if greedy_row is None else (greedy_row, greedy_next[greedy_row])
+            prefix = greedy_prefixes[slot]
+            greedy = None if prefix is None else (prefix[0], greedy_next[prefix[0]])
             beams, greedy_beam, greedy_ended = [], None, False
             for rank, (score, index) in enumerate(
                 zip(top_scores[slot].tolist(), top_ids[slot].tolist(), strict=True)
@@ -213,17 +206,21 @@ def beam_search(
                 greedy_ended |= greedy_beam is not None
                 greedy_beam = None
             if greedy is not None and greedy_beam is None and not greedy_ended:
-                unfollowed.add(sentence)  # the beam pruned the greedy path
+                unfollowed[sentence] = prefix[1]  # the beam pruned the greedy path
             if step >= limits[sentence] or not beams:
                 continue
-            bounded = _cannot_improve(finished[sentence], beams, nbest, limits[sentence], alpha)
+            best_live = max(score for _, _, score in beams)
+            bounded = _cannot_improve(finished[sentence], best_live, nbest, limits[sentence], alpha)
             if len(finished[sentence]) >= enough or bounded:
                 if greedy_beam is not None and not bounded:
-                    unfollowed.add(sentence)  # greedy might have gone on to a better ending
+                    # greedy might have gone on to a better ending
+                    unfollowed[sentence] = beams[greedy_beam][2]
                 continue
             beams += [(*beams[-1][:2], float("-inf"))] * (k - len(beams))  # pad with dead beams
-            next_greedy_rows.append(
-                None if greedy_beam is None else len(next_live) * k + greedy_beam
+            next_greedy_prefixes.append(
+                None
+                if greedy_beam is None
+                else (len(next_live) * k + greedy_beam, beams[greedy_beam][2])
             )
             next_live.append(sentence)
             kept_slots.append(slot)
@@ -240,9 +237,13 @@ def beam_search(
         new_tokens = torch.tensor(next_tokens, device=device)[:, None]
         tokens = torch.cat([tokens[rows], new_tokens], dim=1)
         scores = torch.tensor(next_scores, device=device).view(len(next_live), k)
-        live, greedy_rows = next_live, next_greedy_rows
-    if unfollowed:
-        sentences = sorted(unfollowed)
+        live, greedy_prefixes = next_live, next_greedy_prefixes
+    sentences = [  # those where the greedy translation might still rank among the nbest
+        sentence
+        for sentence, bound in sorted(unfollowed.items())
+        if not _cannot_improve(finished[sentence], bound, nbest, limits[sentence], alpha)
+    ]
+    if sentences:
         index = torch.tensor(sentences, device=device)
         greedy = _greedy(model, memory[index], src_mask[index], limit_tensor[index], alpha)
         for sentence, hypothesis in zip(sentences, greedy, strict=True):
@@ -259,18 +260,15 @@ def _best(hypotheses: list[Hypothesis], nbest: int) -> list[Hypothesis]:
 
 
 def _cannot_improve(
-    finished: list[Hypothesis],
-    beams: list[tuple[int, int, float]],
-    nbest: int,
-    limit: int,
-    alpha: float,
+    finished: list[Hypothesis], log_prob: float, nbest: int, limit: int, alpha: float
 ) -> bool:
+    """Whether a hypothesis whose log-probability is now `log_prob` can no longer rank among the
+    `nbest` best finished ones: growing only lowers its log-probability, and its length penalty
+    can grow to length_penalty(limit) at most."""
     kept = _best(finished, nbest)  # distinct: the beam may find the greedy hypothesis again
     if len(kept) < nbest:
         return False
-    worst_kept = kept[-1].score
-    best_reachable = max(score for _, _, score in beams) / length_penalty(limit, alpha)
-    return worst_kept >= best_reachable
+    return kept[-1].score >= log_prob / length_penalty(limit, alpha)
 
 
 @torch.inference_mode()

@@ -22,7 +22,7 @@ from transformer_cli.checkpoint import load_weights, resolve_checkpoint
 from transformer_cli.config import Config, DecodeConfig, load_config
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
-from transformer_cli.decode import beam_search, compile_decoding, greedy_decode, score_targets
+from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
 from transformer_cli.errors import DataError, RunError
 from transformer_cli.model import Transformer, TransformerConfig
@@ -144,8 +144,6 @@ class Translator:
         # Sentences of similar length decode together: less padding, fewer wasted steps.
         order = sorted((i for i, seq in enumerate(src_ids) if seq), key=lambda i: len(src_ids[i]))
         results: list[T | None] = [None] * len(src_ids)
-        if self.decode.compile and "decode_step" not in vars(self.model):
-            compile_decoding(self.model)
         was_training = self.model.training
         self.model.eval()
         try:

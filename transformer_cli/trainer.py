@@ -111,9 +111,7 @@ class Trainer:
             self.cfg.batch_tokens,
             100 * padding,
         )
-        # Validation decodes the weights being trained: a compiled step would freeze them.
-        decode = config.decode.model_copy(update={"compile": False})
-        translator = Translator(model, data.tokenizers, decode, device)
+        translator = Translator(model, data.tokenizers, config.decode, device)
         self.validator = Validator(
             translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
         )
