@@ -6,14 +6,17 @@ run, optionally against the same model exported to CTranslate2 (the dedicated C+
 Sentences come from the run's test set, sorted by length into batches as `tcli translate` does.
 Batch 64 reports sentences per second over all the sentences; batch 1 reports milliseconds per
 sentence over 100 sentences spread over all lengths. Every system gets the same batches of the
-same token ids, and the same output limit. Systems are interleaved round by round so that they
-see the same machine state; the table shows the median round. Nothing here is a test.
+same token ids, and the same output limit. tcli and CTranslate2 each run in their own process,
+alternating round by round so that they see the same machine state; the table shows the median
+round. Nothing here is a test.
 """
 
 import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -108,6 +111,36 @@ def ctranslate2_systems(
     return systems
 
 
+def one_round(args: argparse.Namespace) -> dict[str, dict]:
+    """Time one family of systems (tcli's, or CTranslate2's) for one round, in this process."""
+    run = load_run(args.run, args.device)
+    sources = read_pairs(run.config.data.test)[0][: args.sentences]
+    ids = sorted((s for s in run.tokenizers.source.encode(sources) if s), key=len)
+    single = ids[:: max(len(ids) // args.single, 1)][: args.single]  # spread over all lengths
+    if args.family == "tcli":
+        systems = tcli_systems(run, args.reference)
+    else:
+        systems = ctranslate2_systems(run, torch.get_num_threads(), args.int8)
+
+    def seconds(method: Callable[[Batch], object], batch_size: int, sentences: Batch) -> float:
+        start = time.perf_counter()
+        for first in range(0, len(sentences), batch_size):
+            method(sentences[first : first + batch_size])
+        return time.perf_counter() - start
+
+    timings = {}
+    for name, (search, method) in systems.items():
+        warmup = seconds(method, 64, ids[:128]) + seconds(method, 1, single[:5])  # allocations
+        timings[name] = {
+            "search": search,
+            "warmup_s": warmup,
+            "batch64_sentences_per_s": len(ids) / seconds(method, 64, ids),
+            "batch1_ms_per_sentence": 1000 * seconds(method, 1, single) / len(single),
+            "sentences": len(ids),
+        }
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a trained run directory, e.g. runs/toy")
@@ -118,38 +151,35 @@ def main() -> None:
     parser.add_argument("--ctranslate2", action="store_true", help="also time CTranslate2")
     parser.add_argument("--int8", action="store_true", help="and CTranslate2 with int8 weights")
     parser.add_argument("--reference", action="store_true", help="also time the O(n²) greedy")
-    parser.add_argument("--only", help="time only the systems whose name contains this")
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--json", help="also write the raw timings to this file")
+    parser.add_argument("--family", choices=["tcli", "ctranslate2"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.family:  # a child process: one round of one family, as JSON on stdout
+        print(json.dumps(one_round(args)))
+        return
 
-    threads = torch.get_num_threads()
-    run = load_run(args.run, args.device)
-    sources = read_pairs(run.config.data.test)[0][: args.sentences]
-    ids = sorted((s for s in run.tokenizers.source.encode(sources) if s), key=len)
-    systems = tcli_systems(run, args.reference)
-    if args.ctranslate2:
-        systems |= ctranslate2_systems(run, threads, args.int8)
-    if args.only:
-        systems = {name: s for name, s in systems.items() if args.only in name}
-
-    single = ids[:: max(len(ids) // args.single, 1)][: args.single]  # spread over all lengths
-
-    def seconds(method: Callable[[Batch], object], batch_size: int, sentences: Batch) -> float:
-        start = time.perf_counter()
-        for first in range(0, len(sentences), batch_size):
-            method(sentences[first : first + batch_size])
-        return time.perf_counter() - start
-
-    batch64 = {name: [] for name in systems}
-    batch1 = {name: [] for name in systems}
-    warmup = {}  # first calls allocate
-    for name, (_, method) in systems.items():
-        warmup[name] = seconds(method, 64, ids[:128]) + seconds(method, 1, single[:5])
+    # Each family runs in its own process, one round at a time, alternating: CTranslate2's
+    # OpenMP threads and torch's, in one process, slowed tcli's greedy search by half.
+    families = ["tcli", "ctranslate2"] if args.ctranslate2 else ["tcli"]
+    forwarded = [a for a in sys.argv[1:] if a not in ("--ctranslate2",)]
+    rounds: list[dict[str, dict]] = []
     for _ in range(args.rounds):
-        for name, (_, method) in systems.items():
-            batch64[name].append(len(ids) / seconds(method, 64, ids))
-            batch1[name].append(1000 * seconds(method, 1, single) / len(single))
+        merged = {}
+        for family in families:
+            child = subprocess.run(
+                [sys.executable, __file__, *forwarded, "--family", family],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            merged |= json.loads(child.stdout.splitlines()[-1])
+        rounds.append(merged)
+    systems = {name: (timing["search"], None) for name, timing in rounds[0].items()}
+    batch64 = {name: [r[name]["batch64_sentences_per_s"] for r in rounds] for name in systems}
+    batch1 = {name: [r[name]["batch1_ms_per_sentence"] for r in rounds] for name in systems}
+    warmup = {name: rounds[0][name]["warmup_s"] for name in systems}
+    sentences = rounds[0]["tcli greedy"]["sentences"]
+    run = load_run(args.run, args.device)
+    threads = torch.get_num_threads()
 
     speed = {name: statistics.median(v) for name, v in batch64.items()}
     latency = {name: statistics.median(v) for name, v in batch1.items()}
@@ -159,8 +189,8 @@ def main() -> None:
         f"{args.run}: {run.model.num_parameters() / 1e6:.2f}M parameters "
         f"({run.config.model.n_encoder_layers}+{run.config.model.n_decoder_layers} layers, "
         f"d_model {run.config.model.d_model}, vocabulary {run.tokenizers.target.vocab_size}), "
-        f"{len(ids)} test sentences, {run.device}, {threads} threads, torch {torch.__version__}, "
-        f"median of {args.rounds} rounds",
+        f"{sentences} test sentences, {run.device}, {threads} threads, torch {torch.__version__}, "
+        f"median of {args.rounds} rounds (each system family in its own process)",
         f"CPU: {cpu_description()}",
         "",
         "| system | batch 64: sentences / s | ÷ CTranslate2 | batch 1: ms / sentence "
@@ -182,8 +212,7 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(table, encoding="utf-8")
     if args.json:
-        raw = {"batch64_sentences_per_s": batch64, "batch1_ms_per_sentence": batch1}
-        Path(args.json).write_text(json.dumps(raw, indent=1), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(rounds, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
