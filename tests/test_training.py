@@ -26,6 +26,7 @@ from transformer_cli.data.batching import Batch
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.device import resolve_precision
 from transformer_cli.errors import ConfigError, RunError
+from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
 from transformer_cli.schedule import learning_rate
@@ -147,7 +148,9 @@ def test_accumulating_micro_batches_equals_one_big_batch():
 
     def gradients(batches):
         model.zero_grad()
-        loss, tokens = accumulate_gradients(model, batches, 0.1, torch.device("cpu"))
+        loss, tokens = accumulate_gradients(
+            TeacherForcedLoss(model, 0.1), batches, torch.device("cpu")
+        )
         return loss, tokens, [p.grad.clone() for p in model.parameters()]
 
     loss_whole, tokens_whole, grads_whole = gradients(whole)

@@ -82,6 +82,7 @@ def train(
     aborts at once.
     """
     from transformer_cli.config import load_config
+    from transformer_cli.distributed import joined
     from transformer_cli.train import resume as resume_training
     from transformer_cli.train import train as run_training
 
@@ -89,13 +90,20 @@ def train(
         if config is not None or out is not None or overwrite:
             raise TcliError("--resume continues a run with its saved config: give no CONFIG, --out "
                             "or --overwrite (change settings with --set)")  # fmt: skip
-        result = resume_training(resume, overrides or [], device)
     elif config is None:
         raise TcliError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
-    else:
-        resolved = load_config(config, overrides or [])
-        result = run_training(resolved, out or Path("runs") / config.stem, device, overwrite)
-    print(f"{result.summary()}; run: {result.run_dir}")
+    resolved = None if config is None else load_config(config, overrides or [])
+    # Under torchrun: one process per device, each training its share of every step's batches.
+    with joined(device) as (world, torch_device):
+        if not world.is_main:  # one voice: rank 0 logs and reports
+            logging.getLogger("transformer_cli").setLevel(logging.WARNING)
+        if resolved is None:
+            result = resume_training(resume, overrides or [], str(torch_device), world)
+        else:
+            out = out or Path("runs") / config.stem
+            result = run_training(resolved, out, str(torch_device), overwrite, world)
+    if world.is_main:
+        print(f"{result.summary()}; run: {result.run_dir}")
 
 
 @app.command(

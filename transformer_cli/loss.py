@@ -9,13 +9,25 @@ are 130 MB, and each pass over such a fresh buffer costs more in page faults tha
 """
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from transformer_cli.data.batching import Batch
 from transformer_cli.data.tokenizer import PAD_ID
 from transformer_cli.model import Transformer
 
 CHUNK_ELEMENTS = 1 << 21  # logits per chunk: 8 MiB in fp32, small enough to stay cached
+
+
+class TeacherForcedLoss(nn.Module):
+    """`sequence_loss` as a module: DistributedDataParallel wraps a module and synchronises the
+    gradients of what runs through its forward, which must then be the whole loss."""
+
+    def __init__(self, model: Transformer, label_smoothing: float) -> None:
+        super().__init__()
+        self.model, self.label_smoothing = model, label_smoothing
+
+    def forward(self, batch: Batch, compute_dtype: torch.dtype | None = None) -> Tensor:
+        return sequence_loss(self.model, batch, self.label_smoothing, compute_dtype)
 
 
 def sequence_loss(

@@ -37,15 +37,20 @@ class TrainingLog:
         start_step: int = 0,
         elapsed_before: float = 0.0,
         tensorboard: bool = False,
+        writes: bool = True,
     ) -> None:
+        """`writes=False` (the ranks but 0 of a distributed run) keeps the clock and writes no file,
+        log line or progress bar."""
         self.max_steps, self.start_step = max_steps, start_step
         self.started, self.elapsed_before = time.monotonic(), elapsed_before
         self.budget = max_minutes * 60 if max_minutes else math.inf  # across resumes
         metrics = run_dir / METRICS_FILE
-        if start_step and metrics.exists():
+        if writes and start_step and metrics.exists():
             _drop_records_after(metrics, start_step)  # steps redone after a crash are not doubled
-        self.file = metrics.open("a", encoding="utf-8")
-        self.tensorboard = _tensorboard_writer(run_dir, start_step) if tensorboard else None
+        self.file = metrics.open("a", encoding="utf-8") if writes else None
+        self.tensorboard = (
+            _tensorboard_writer(run_dir, start_step) if tensorboard and writes else None
+        )
         self.bar = tqdm(
             total=max_steps,
             initial=start_step,
@@ -53,7 +58,7 @@ class TrainingLog:
             unit="step",
             file=sys.stderr,
             dynamic_ncols=True,
-            disable=None,  # only on a terminal; logs get the validation lines instead
+            disable=None if writes else True,  # only on a terminal; logs get validation lines
             bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}{postfix}]",
         )
         self.last: dict[str, object] = {}  # the latest step's step, epoch, lr, grad norm
@@ -121,11 +126,14 @@ class TrainingLog:
 
     def close(self) -> None:
         self.bar.close()
-        self.file.close()
+        if self.file:
+            self.file.close()
         if self.tensorboard:
             self.tensorboard.close()
 
     def _write(self, record: dict[str, object]) -> None:
+        if self.file is None:
+            return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.tensorboard:

@@ -3,6 +3,7 @@
 import logging
 import random
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from transformer_cli.data.tokenizer import (
     train_tokenizer,
 )
 from transformer_cli.device import has_native_bf16, resolve_device
+from transformer_cli.distributed import SINGLE_PROCESS, World
 from transformer_cli.errors import ConfigError, DataError, RunError
 from transformer_cli.files import atomic_write_text
 from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
@@ -40,13 +42,29 @@ FROZEN_ON_RESUME = ("model", "tokenizer", "data.train", "data.max_len")
 
 
 def train(
-    config: Config, run_dir: str | Path, device: str = "auto", overwrite: bool = False
+    config: Config,
+    run_dir: str | Path,
+    device: str = "auto",
+    overwrite: bool = False,
+    world: World = SINGLE_PROCESS,
 ) -> TrainResult:
-    """Train a new model as `config` says, writing everything into `run_dir`."""
+    """Train a new model as `config` says, writing everything into `run_dir`.
+
+    In a distributed run (see distributed.py) rank 0 prepares the run directory, the tokenizer
+    and the encoded corpus while the others wait, then every process trains its share.
+    """
     run_dir, torch_device = Path(run_dir), resolve_device(device)
     _check_precision(config, torch_device)
     # Check what can be checked before touching the run directory.
     valid = _read_valid(config)
+    if not world.is_main:
+        world.barrier()  # rank 0 is preparing the run directory
+        tokenizers = Tokenizers.load(run_dir)
+        corpus = _encoded_corpus(config, tokenizers, run_dir)
+        _seed_everything(config.train.seed)
+        model = build_model(config, tokenizers).to(torch_device)
+        data = TrainingData(tokenizers, corpus, *valid)
+        return Trainer(config, run_dir, model, data, torch_device, world=world).fit()
     pairs = count_pairs(config.data.train, "data.train")
     if not pairs:
         raise DataError(f"data.train: {describe(config.data.train)} is empty")
@@ -57,10 +75,11 @@ def train(
         with log_to_file(run_dir / TRAIN_LOG_FILE):
             tokenizers = _make_tokenizers(config, run_dir, pairs)
             corpus = _encoded_corpus(config, tokenizers, run_dir, pairs)
+            world.barrier()  # the tokenizer and the cache are ready for the other processes
             _seed_everything(config.train.seed)
             model = build_model(config, tokenizers).to(torch_device)
             data = TrainingData(tokenizers, corpus, *valid)
-            trainer = Trainer(config, run_dir, model, data, torch_device)
+            trainer = Trainer(config, run_dir, model, data, torch_device, world=world)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         if replaced is not None:
@@ -74,7 +93,12 @@ def train(
         return trainer.fit()
 
 
-def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto") -> TrainResult:
+def resume(
+    run_dir: str | Path,
+    overrides: list[str] = (),
+    device: str = "auto",
+    world: World = SINGLE_PROCESS,
+) -> TrainResult:
     """Continue a run from its latest checkpoint, exactly as if it had never stopped.
 
     `overrides` may change e.g. train.max_steps, but not the model, tokenizer or training data.
@@ -92,15 +116,17 @@ def resume(run_dir: str | Path, overrides: list[str] = (), device: str = "auto")
     state = load_training_state(directory, step)
     _check_limits_left(config, state, run_dir)
     valid = _read_valid(config)
-    with log_to_file(run_dir / TRAIN_LOG_FILE):
+    logging_to = log_to_file(run_dir / TRAIN_LOG_FILE) if world.is_main else nullcontext()
+    with logging_to:
         log.info("resuming %s from step %d", run_dir, step)
         tokenizers = Tokenizers.load(run_dir)
         corpus = _encoded_corpus(config, tokenizers, run_dir)
         model = build_model(config, tokenizers).to(torch_device)
         load_weights(model, resolve_checkpoint(run_dir, str(step)))
         data = TrainingData(tokenizers, corpus, *valid)
-        trainer = Trainer(config, run_dir, model, data, torch_device, state)
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())  # the overrides, now they work
+        trainer = Trainer(config, run_dir, model, data, torch_device, state, world)
+        if world.is_main:  # the overrides, now that they work
+            atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
         return trainer.fit()
 
 

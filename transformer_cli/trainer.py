@@ -4,6 +4,7 @@
 entry points that build one (a new run, or a resumed one) are in train.py.
 """
 
+import contextlib
 import itertools
 import logging
 import math
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from transformer_cli.checkpoint import (
@@ -36,9 +39,10 @@ from transformer_cli.data.batching import (
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
-from transformer_cli.errors import Interrupted
+from transformer_cli.distributed import SINGLE_PROCESS, World
+from transformer_cli.errors import Interrupted, RunError
 from transformer_cli.evaluate import score
-from transformer_cli.loss import sequence_loss
+from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
 from transformer_cli.run import Translator
@@ -86,8 +90,9 @@ class Trainer:
         data: TrainingData,
         device: torch.device,
         state: dict | None = None,
+        world: World = SINGLE_PROCESS,
     ) -> None:
-        self.config, self.cfg, self.run_dir = config, config.train, run_dir
+        self.config, self.cfg, self.run_dir, self.world = config, config.train, run_dir, world
         self.model, self.data, self.device = model, data, device
         self.checkpoints = run_dir / "checkpoints"
         # fused: one kernel for all parameters instead of a loop of small ones per parameter.
@@ -100,9 +105,16 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         corpus = data.corpus
+        # Every process takes its own share of each epoch's batches (batch_tokens is per process).
         self.sampler = TokenBatchSampler(
-            corpus.pair_lengths(), self.cfg.batch_tokens, seed=self.cfg.seed
-        )
+            corpus.pair_lengths(), self.cfg.batch_tokens, seed=self.cfg.seed,
+            rank=world.rank, world_size=world.size,
+        )  # fmt: skip
+        self.loss: nn.Module = TeacherForcedLoss(model, self.cfg.label_smoothing)
+        if world.size > 1:
+            self.loss = DistributedDataParallel(
+                self.loss, device_ids=[device.index] if device.type == "cuda" else None
+            )
         first_epoch = self.sampler.batches(0)
         padding = padding_fraction(first_epoch, corpus.src_lengths, corpus.tgt_lengths)
         log.info(
@@ -111,6 +123,13 @@ class Trainer:
             self.cfg.batch_tokens,
             100 * padding,
         )
+        if world.size > 1:
+            log.info(
+                "%d processes: %d batches per epoch each; a step trains on batch_tokens x "
+                "processes x accum_steps = %d x %d x %d tokens at most",
+                world.size, len(first_epoch), self.cfg.batch_tokens, world.size,
+                self.cfg.accum_steps,
+            )  # fmt: skip
         translator = Translator(model, data.tokenizers, config.decode, device)
         self.validator = Validator(
             translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
@@ -140,21 +159,26 @@ class Trainer:
             start_step=self.step,
             elapsed_before=self.elapsed_before,
             tensorboard=cfg.tensorboard,
+            writes=self.world.is_main,
         )
+        world = self.world
         batches = endless_batches(self.sampler, self.epoch, self.batch_index)
         self.model.train()
         try:
             with StopSignals() as signals:
                 while True:
                     self._train_step(batches, records)
-                    reason = self._stop_reason(records, signals)
+                    # Rank 0 decides when to stop (its clock, its signals) for every process.
+                    reason = world.from_main(self._stop_reason(records, signals))
                     if self.step % cfg.log_every == 0 or reason:
                         records.flush_window()
                     scheduled = self.step % cfg.eval_every == 0
                     validate = scheduled or reason in LIMITS  # the final weights get scored too
-                    if validate and self._validate(records, scheduled) and not reason:
-                        reason = "early_stopping"
-                    if validate or reason:
+                    if validate:  # rank 0 validates; the others wait for its verdict
+                        patience_out = self._validate(records, scheduled) if world.is_main else None
+                        if world.from_main(patience_out) and not reason:
+                            reason = "early_stopping"
+                    if (validate or reason) and world.is_main:
                         self._save_checkpoint(records.elapsed())
                     if reason:
                         break
@@ -172,6 +196,7 @@ class Trainer:
                 f"Resume with: tcli train --resume {self.run_dir}",
                 signal.Signals[reason],
             )
+        self.best_value, self.best_step = world.from_main((self.best_value, self.best_step))
         result = TrainResult(
             run_dir=self.run_dir,
             steps=self.step,
@@ -190,7 +215,10 @@ class Trainer:
         cfg, data = self.cfg, self.data
         started = time.monotonic()
         self.step += 1
-        lr = learning_rate(self.step, cfg, self.config.model.d_model, self._progress(records))
+        progress = self._progress(records)
+        if cfg.max_minutes:  # a time budget's progress is rank 0's: one learning rate for all
+            progress = self.world.from_main(progress)
+        lr = learning_rate(self.step, cfg, self.config.model.d_model, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         micro_batches = []
@@ -200,9 +228,8 @@ class Trainer:
             micro_batches.append(data.corpus.batch(indices))
         self.optimizer.zero_grad(set_to_none=True)
         step_loss, tokens = accumulate_gradients(
-            self.model, micro_batches, cfg.label_smoothing, self.device, self.autocast_dtype,
-            self.scaler,
-        )  # fmt: skip
+            self.loss, micro_batches, self.device, self.autocast_dtype, self.scaler, self.world
+        )
         self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
         max_norm = cfg.clip_grad_norm or math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
@@ -273,7 +300,8 @@ class Trainer:
         return {
             "step": self.step,
             "epoch": self.epoch,
-            "batch_index": self.batch_index,
+            "batch_index": self.batch_index,  # in this process's share of the epoch's batches
+            "world_size": self.world.size,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "best_value": self.best_value,
@@ -290,6 +318,15 @@ class Trainer:
         }
 
     def _load_state(self, state: dict) -> None:
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world.size:  # the data position means another share of batches
+            raise RunError(
+                f"{self.run_dir} was trained by {saved_world} process(es); resume it with as many "
+                f"(now {self.world.size}): torchrun --nproc_per_node {saved_world} -m "
+                f"transformer_cli train --resume {self.run_dir}"
+                if saved_world > 1
+                else f"{self.run_dir} was trained by 1 process; resume it without torchrun"
+            )
         self.step, self.epoch, self.batch_index = (
             state["step"],
             state["epoch"],
@@ -312,27 +349,36 @@ class Trainer:
 
 
 def accumulate_gradients(
-    model: Transformer,
+    loss: nn.Module,
     batches: list[Batch],
-    label_smoothing: float,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    world: World = SINGLE_PROCESS,
 ) -> tuple[float, int]:
-    """Add the gradient of the per-token loss over all `batches` to the parameters' .grad.
+    """Add the gradient of the per-token loss over all `batches`, on all processes, to the
+    parameters' .grad. `loss` is a TeacherForcedLoss, or one wrapped in DistributedDataParallel.
 
-    Each batch's summed loss is divided by the target tokens of all of them, so k micro-batches
-    give exactly the gradient of one batch holding them all. Returns (loss per token, tokens).
+    Each batch's summed loss is divided by the target tokens of all batches of all processes, so
+    k micro-batches on n processes give exactly the gradient of one batch holding them all.
+    Returns (loss per token, tokens), both over all processes.
     """
-    tokens = sum(batch.n_tgt_tokens for batch in batches)
+    tokens = int(world.sum(sum(batch.n_tgt_tokens for batch in batches)))
     total = 0.0
-    for batch in batches:
+    for number, batch in enumerate(batches, start=1):
         batch = batch.to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = sequence_loss(model, batch, label_smoothing, autocast_dtype) / tokens
-        (scaler.scale(loss) if scaler else loss).backward()
-        total += loss.item()
-    return total, tokens
+        # DDP averages the processes' gradients; a sum is wanted, hence world.size / tokens.
+        # It synchronises them once, after the last micro-batch.
+        last = number == len(batches)
+        sync = contextlib.nullcontext() if last or world.size == 1 else loss.no_sync()
+        with (
+            sync,
+            torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+        ):
+            value = loss(batch, autocast_dtype) / tokens
+            (scaler.scale(value * world.size) if scaler else value * world.size).backward()
+        total += value.item()
+    return world.sum(total), tokens
 
 
 LIMITS = ("max_steps", "max_minutes")

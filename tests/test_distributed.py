@@ -1,0 +1,73 @@
+"""Data-parallel training under torchrun (CPU, gloo): two processes train exactly as one process
+that takes both processes' batches as micro-batches of each step."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import torch
+import yaml
+from conftest import REPO, tcli, tiny_config_dict
+from safetensors.torch import load_file
+
+
+def _records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batches(corpus, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    # 12 steps of 2 batches of 500 tokens stay in the first epoch: at an epoch's end the two
+    # processes leave out its last batch if the epoch has an odd number of them.
+    settings = dict(max_steps=12, eval_every=6, log_every=3, batch_tokens=500)
+    config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # torchrun's default per process
+    two = tmp_path / "two"
+    torchrun = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "transformer_cli", "train", str(config), "--out", str(two), "--device", "cpu"],
+        capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
+    )  # fmt: skip
+    assert torchrun.returncode == 0, torchrun.stderr[-3000:]
+    assert torchrun.stdout.count("stopped at step 12 (max_steps)") == 1  # rank 0 reports alone
+    one = tmp_path / "one"
+    single = subprocess.run(
+        [sys.executable, "-m", "transformer_cli", "train", str(config), "--out", str(one),
+         "--device", "cpu", "--set", "train.accum_steps=2"],
+        capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+
+    # One set of files, each record written once, by rank 0.
+    checkpoints = sorted(p.name for p in (two / "checkpoints").iterdir())
+    assert checkpoints == sorted(p.name for p in (one / "checkpoints").iterdir())
+    records = _records(two)
+    assert max(Counter((r["kind"], r["step"]) for r in records).values()) == 1
+    # The same gradient every step: the same losses and, bit for bit here, the same weights.
+    losses = [(r["kind"], r["step"], r["loss"]) for r in records]
+    assert {r["epoch"] for r in records} == {0} and len(losses) == 6
+    assert losses == [(r["kind"], r["step"], r["loss"]) for r in _records(one)]
+    two_weights = load_file(two / "checkpoints" / "step-00000012.safetensors")
+    one_weights = load_file(one / "checkpoints" / "step-00000012.safetensors")
+    assert not any(name.startswith("module.") for name in two_weights)
+    for name, tensor in one_weights.items():
+        torch.testing.assert_close(two_weights[name], tensor, atol=1e-5, rtol=0)
+
+    translated = tcli("translate", two, "--device", "cpu", stdin="A dog runs.\nTwo men.\n")
+    assert len(translated.stdout.splitlines()) == 2
+
+    # A resume needs as many processes: the saved data position is within one process's share.
+    alone = tcli("train", "--resume", two, "--set", "train.max_steps=14", check=False)
+    assert alone.returncode == 2 and "trained by 2 process(es); resume it with as many" in (
+        alone.stderr
+    )
+    resumed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "transformer_cli", "train", "--resume", str(two), "--set", "train.max_steps=14",
+         "--device", "cpu"],
+        capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("stopped at step 14 (max_steps)") == 1

@@ -1,0 +1,93 @@
+"""Data-parallel training over several processes, GPUs or machines, launched by torchrun.
+
+torchrun starts one process per device and tells each, through environment variables, its rank
+(0 .. WORLD_SIZE - 1), its local rank on its machine and where to meet the others. `join` turns
+that into a `World` and a process group (gloo on CPUs, NCCL on GPUs); a process started without
+torchrun is a world of one, and every collective below is then a no-op.
+"""
+
+import datetime
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from transformer_cli.device import resolve_device
+from transformer_cli.errors import DeviceError
+
+# A rank that waits longer than this for the others (one crashed, or hangs) stops with an error
+# instead of waiting forever; validation on rank 0 must fit in it.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes the run directory and validates."""
+        return self.rank == 0
+
+    def sum(self, value: float) -> float:
+        """`value` summed over all processes."""
+        if self.size == 1:
+            return value
+        total = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(total)
+        return float(total)
+
+    def from_main(self, value: object) -> object:
+        """Rank 0's `value`, on every process (a decision all of them must share)."""
+        if self.size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+SINGLE_PROCESS = World()
+
+
+def world_from_environment() -> World:
+    """The World torchrun describes in RANK, LOCAL_RANK and WORLD_SIZE (a world of one without)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return SINGLE_PROCESS
+    return World(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), size)
+
+
+@contextmanager
+def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, torch.device]]:
+    """Join the process group (if torchrun started several processes) for the duration, on this
+    process's device: with CUDA, GPU LOCAL_RANK. `backend` defaults to nccl on CUDA, else gloo."""
+    world, torch_device = world_from_environment(), resolve_device(device)
+    if world.size == 1:
+        yield world, torch_device
+        return
+    if torch_device.type == "cuda":
+        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+        if torch.cuda.device_count() < local_size:
+            raise DeviceError(
+                f"--device cuda: {local_size} processes on this machine but "
+                f"{torch.cuda.device_count()} GPU(s); start at most one process per GPU"
+            )
+        torch_device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(torch_device)
+    backend = backend or ("nccl" if torch_device.type == "cuda" else "gloo")
+    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+    try:
+        yield world, torch_device
+    finally:
+        dist.destroy_process_group()
