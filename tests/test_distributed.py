@@ -63,10 +63,9 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
     assert alone.returncode == 2 and "trained by 2 process(es); resume it with as many" in (
         alone.stderr
     )
-    resumed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "transformer_cli", "train", "--resume", str(two), "--set", "train.max_steps=14",
-         "--device", "cpu"],
+    resumed = subprocess.run(  # tcli's own launcher this time: --nproc
+        [sys.executable, "-m", "transformer_cli", "train", "--resume", str(two), "--nproc", "2",
+         "--set", "train.max_steps=14", "--device", "cpu"],
         capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -75,6 +75,15 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace RUN_DIR if it already holds a run.")
     ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Train with N processes on this machine (as torchrun --standalone "
+            "--nproc_per_node N does); batch_tokens is per process.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model (SentencePiece, then the Transformer, validating as it goes), or resume one.
 
@@ -82,7 +91,7 @@ def train(
     aborts at once.
     """
     from transformer_cli.config import load_config
-    from transformer_cli.distributed import joined
+    from transformer_cli.distributed import joined, launch, world_from_environment
     from transformer_cli.train import resume as resume_training
     from transformer_cli.train import train as run_training
 
@@ -93,6 +102,13 @@ def train(
     elif config is None:
         raise TcliError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
     resolved = None if config is None else load_config(config, overrides or [])
+    if nproc and nproc > 1 and world_from_environment().size == 1:
+        given = [str(config)] if config is not None else ["--resume", str(resume)]
+        given += ["--out", str(out)] if out is not None else []
+        given += [arg for value in overrides or [] for arg in ("--set", value)]
+        given += ["--device", device, *(["--overwrite"] if overwrite else [])]
+        launch(nproc, ["train", *given])
+        return
     # Under torchrun: one process per device, each training its share of every step's batches.
     with joined(device) as (world, torch_device):
         if not world.is_main:  # one voice: rank 0 logs and reports

@@ -91,3 +91,17 @@ def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, tor
         yield world, torch_device
     finally:
         dist.destroy_process_group()
+
+
+def launch(processes: int, tcli_args: list[str]) -> None:
+    """Run `tcli TCLI_ARGS` in `processes` processes on this machine, as `torchrun --standalone
+    --nproc_per_node PROCESSES -m transformer_cli TCLI_ARGS` does (through torchrun's own API)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    torchrun_args = ["--standalone", "--nproc_per_node", str(processes), "-m", "transformer_cli"]
+    try:
+        run(parse_args([*torchrun_args, *tcli_args]))
+    except ChildFailedError as err:  # the processes have said why; exit as the first one did
+        codes = [failure.exitcode for failure in err.failures.values()]
+        raise SystemExit(next((code for code in codes if code > 0), 1)) from None

@@ -322,8 +322,7 @@ class Trainer:
         if saved_world != self.world.size:  # the data position means another share of batches
             raise RunError(
                 f"{self.run_dir} was trained by {saved_world} process(es); resume it with as many "
-                f"(now {self.world.size}): torchrun --nproc_per_node {saved_world} -m "
-                f"transformer_cli train --resume {self.run_dir}"
+                f"(now {self.world.size}): tcli train --resume {self.run_dir} --nproc {saved_world}"
                 if saved_world > 1
                 else f"{self.run_dir} was trained by 1 process; resume it without torchrun"
             )
