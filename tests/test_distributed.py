@@ -3,8 +3,11 @@ that takes both processes' batches as micro-batches of each step."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import torch
@@ -70,3 +73,31 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("stopped at step 14 (max_steps)") == 1
+
+
+def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(corpus, tmp_path):
+    config = tmp_path / "long.yaml"
+    settings = dict(max_steps=100_000, eval_every=100_000, log_every=2, batch_tokens=500)
+    config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
+    run_dir = tmp_path / "run"
+    training = subprocess.Popen(
+        [sys.executable, "-m", "transformer_cli", "train", str(config), "--out", str(run_dir),
+         "--nproc", "2", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)  # training has started on both processes
+    training.send_signal(signal.SIGTERM)
+    _, stderr = training.communicate(timeout=120)
+    assert training.returncode == 143, stderr[-3000:]
+    stopped = re.findall(r"stopped by SIGTERM after step (\d+); checkpoint saved", stderr)
+    assert len(stopped) == 1  # said once, by rank 0
+    step = int(stopped[0])
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["latest.json", f"step-{step:08d}.safetensors", f"step-{step:08d}.state.pt"]
+    assert f"--resume {run_dir} --nproc 2" in stderr
+    resumed = tcli("train", "--resume", run_dir, "--nproc", "2", "--device", "cpu",
+                   "--set", f"train.max_steps={step + 2}")  # fmt: skip
+    assert f"stopped at step {step + 2} (max_steps)" in resumed.stdout

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from tqdm import tqdm
 
-from transformer_cli.errors import TcliError
+from transformer_cli.errors import Interrupted, TcliError
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help does not wait for torch
     from transformer_cli.run import Translator
@@ -110,14 +110,19 @@ def train(
         launch(nproc, ["train", *given])
         return
     # Under torchrun: one process per device, each training its share of every step's batches.
-    with joined(device) as (world, torch_device):
-        if not world.is_main:  # one voice: rank 0 logs and reports
-            logging.getLogger("transformer_cli").setLevel(logging.WARNING)
-        if resolved is None:
-            result = resume_training(resume, overrides or [], str(torch_device), world)
-        else:
-            out = out or Path("runs") / config.stem
-            result = run_training(resolved, out, str(torch_device), overwrite, world)
+    try:
+        with joined(device) as (world, torch_device):
+            if not world.is_main:  # one voice: rank 0 logs and reports
+                logging.getLogger("transformer_cli").setLevel(logging.WARNING)
+            if resolved is None:
+                result = resume_training(resume, overrides or [], str(torch_device), world)
+            else:
+                out = out or Path("runs") / config.stem
+                result = run_training(resolved, out, str(torch_device), overwrite, world)
+    except Interrupted as stopped:
+        if world_from_environment().is_main:
+            raise
+        raise SystemExit(stopped.exit_code) from None  # rank 0 says it, once
     if world.is_main:
         print(f"{result.summary()}; run: {result.run_dir}")
 

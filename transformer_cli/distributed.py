@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import DeviceError
+from transformer_cli.errors import DeviceError, Interrupted
 
 # A rank that waits longer than this for the others (one crashed, or hangs) stops with an error
 # instead of waiting forever; validation on rank 0 must fit in it.
@@ -87,8 +87,15 @@ def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, tor
         torch.cuda.set_device(torch_device)
     backend = backend or ("nccl" if torch_device.type == "cuda" else "gloo")
     dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+    # Leave together, when all stop together (done, or stopped by a signal after the same
+    # step): a process that tears the group down while another still uses it (rank 0 writes the
+    # last checkpoint) can abort in gloo's threads.
     try:
         yield world, torch_device
+        dist.barrier()
+    except Interrupted:
+        dist.barrier()
+        raise
     finally:
         dist.destroy_process_group()
 
@@ -96,6 +103,7 @@ def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, tor
 def launch(processes: int, tcli_args: list[str]) -> None:
     """Run `tcli TCLI_ARGS` in `processes` processes on this machine, as `torchrun --standalone
     --nproc_per_node PROCESSES -m transformer_cli TCLI_ARGS` does (through torchrun's own API)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -105,3 +113,5 @@ def launch(processes: int, tcli_args: list[str]) -> None:
     except ChildFailedError as err:  # the processes have said why; exit as the first one did
         codes = [failure.exitcode for failure in err.failures.values()]
         raise SystemExit(next((code for code in codes if code > 0), 1)) from None
+    except SignalException as err:  # Ctrl-C or SIGTERM: torchrun passed it on to every process,
+        raise SystemExit(128 + err.sigval) from None  # which stopped after one step and saved

@@ -185,7 +185,7 @@ class Trainer:
         except Aborted as err:
             raise Interrupted(
                 f"{err} at step {self.step}; the checkpoints on disk are intact. "
-                f"Resume from the last one with: tcli train --resume {self.run_dir}",
+                f"Resume from the last one with: {self._resume_command()}",
                 err.signum,
             ) from None
         finally:
@@ -193,7 +193,7 @@ class Trainer:
         if reason not in (*LIMITS, "early_stopping"):
             raise Interrupted(
                 f"stopped by {reason} after step {self.step}; checkpoint saved. "
-                f"Resume with: tcli train --resume {self.run_dir}",
+                f"Resume with: {self._resume_command()}",
                 signal.Signals[reason],
             )
         self.best_value, self.best_step = world.from_main((self.best_value, self.best_step))
@@ -208,6 +208,10 @@ class Trainer:
         )
         log.info("done: %s", result.summary())
         return result
+
+    def _resume_command(self) -> str:
+        processes = f" --nproc {self.world.size}" if self.world.size > 1 else ""
+        return f"tcli train --resume {self.run_dir}{processes}"
 
     def _train_step(
         self, batches: Iterator[tuple[int, int, list[int]]], records: TrainingLog
