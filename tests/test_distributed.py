@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -101,3 +102,34 @@ def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(cor
     resumed = tcli("train", "--resume", run_dir, "--nproc", "2", "--device", "cpu",
                    "--set", f"train.max_steps={step + 2}")  # fmt: skip
     assert f"stopped at step {step + 2} (max_steps)" in resumed.stdout
+
+
+def test_two_machines_on_loopback_with_their_own_run_directories(corpus, tmp_path):
+    """Two torchrun "nodes" that share no run directory: the second gets the tokenizer through
+    torch.distributed and encodes its own copy of the corpus."""
+    config = tmp_path / "tiny.yaml"
+    settings = dict(max_steps=6, eval_every=6, log_every=3, batch_tokens=500)
+    config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def node(rank: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
+             str(rank), "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+             f"127.0.0.1:{port}", "--rdzv_id", "tcli-test", "-m", "transformer_cli", "train",
+             str(config), "--out", str(tmp_path / f"node{rank}"), "--device", "cpu"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+
+    nodes = [node(0), node(1)]
+    outputs = [node.communicate(timeout=240) for node in nodes]
+    for process, (_, stderr) in zip(nodes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    assert "stopped at step 6 (max_steps)" in outputs[0][0] and not outputs[1][0]
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    assert (node0 / "tokenizer.model").read_bytes() == (node1 / "tokenizer.model").read_bytes()
+    assert (node1 / "cache").is_dir() and not (node1 / "checkpoints").exists()  # rank 0 writes
+    assert (node0 / "checkpoints" / "step-00000006.safetensors").is_file()

@@ -30,7 +30,7 @@ from transformer_cli.data.tokenizer import (
 from transformer_cli.device import has_native_bf16, resolve_device
 from transformer_cli.distributed import SINGLE_PROCESS, World
 from transformer_cli.errors import ConfigError, DataError, RunError
-from transformer_cli.files import atomic_write_text
+from transformer_cli.files import atomic_write_bytes, atomic_write_text
 from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
 from transformer_cli.run import CONFIG_FILE, build_model, read_config
 from transformer_cli.trainer import Trainer, TrainingData, TrainResult
@@ -50,8 +50,10 @@ def train(
 ) -> TrainResult:
     """Train a new model as `config` says, writing everything into `run_dir`.
 
-    In a distributed run (see distributed.py) rank 0 prepares the run directory, the tokenizer
-    and the encoded corpus while the others wait, then every process trains its share.
+    In a distributed run (see distributed.py) rank 0 prepares the run directory and trains the
+    tokenizer while the others wait. The machines need not share a filesystem: the tokenizer
+    reaches the others through torch.distributed, and on each machine the first process encodes
+    the corpus into its own `run_dir` (or finds it there). Then every process trains its share.
     """
     run_dir, torch_device = Path(run_dir), resolve_device(device)
     _check_precision(config, torch_device)
@@ -59,6 +61,11 @@ def train(
     valid = _read_valid(config)
     if not world.is_main:
         world.barrier()  # rank 0 is preparing the run directory
+        tokenizer_files = world.from_main(None)
+        if world.local_rank == 0:  # the first process of its machine prepares the machine's copy
+            _write_missing(run_dir, tokenizer_files)
+            _encoded_corpus(config, Tokenizers.load(run_dir), run_dir)  # encoded, or found there
+        world.barrier()
         tokenizers = Tokenizers.load(run_dir)
         corpus = _encoded_corpus(config, tokenizers, run_dir)
         _seed_everything(config.train.seed)
@@ -75,7 +82,10 @@ def train(
         with log_to_file(run_dir / TRAIN_LOG_FILE):
             tokenizers = _make_tokenizers(config, run_dir, pairs)
             corpus = _encoded_corpus(config, tokenizers, run_dir, pairs)
-            world.barrier()  # the tokenizer and the cache are ready for the other processes
+            if world.size > 1:  # the run directory is ready: hand it to the other machines
+                world.barrier()
+                world.from_main(_tokenizer_files(run_dir))
+                world.barrier()  # each machine has its copy
             _seed_everything(config.train.seed)
             model = build_model(config, tokenizers).to(torch_device)
             data = TrainingData(tokenizers, corpus, *valid)
@@ -128,6 +138,22 @@ def resume(
         if world.is_main:  # the overrides, now that they work
             atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
         return trainer.fit()
+
+
+def _tokenizer_files(run_dir: Path) -> dict[str, bytes]:
+    """What another machine needs of the run directory to encode the corpus as rank 0 did."""
+    names = (CONFIG_FILE, JOINT_FILE, SOURCE_FILE, TARGET_FILE)
+    return {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).exists()}
+
+
+def _write_missing(run_dir: Path, files: dict[str, bytes]) -> None:
+    """Write rank 0's files into this machine's run directory, unless they are already there (a
+    shared filesystem)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = run_dir / name
+        if not path.exists() or path.read_bytes() != content:
+            atomic_write_bytes(path, content)
 
 
 def _read_valid(config: Config) -> tuple[list[str], list[str]]:
