@@ -4,6 +4,7 @@ that takes both processes' batches as micro-batches of each step."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,18 +63,28 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
     translated = tcli("translate", two, "--device", "cpu", stdin="A dog runs.\nTwo men.\n")
     assert len(translated.stdout.splitlines()) == 2
 
-    # A resume needs as many processes: the saved data position is within one process's share.
-    alone = tcli("train", "--resume", two, "--set", "train.max_steps=14", check=False)
-    assert alone.returncode == 2 and "trained by 2 process(es); resume it with as many" in (
-        alone.stderr
-    )
-    resumed = subprocess.run(  # tcli's own launcher this time: --nproc
-        [sys.executable, "-m", "transformer_cli", "train", "--resume", str(two), "--nproc", "2",
-         "--set", "train.max_steps=14", "--device", "cpu"],
-        capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert resumed.stdout.count("stopped at step 14 (max_steps)") == 1
+    # Resuming with another number of processes: the data position is counted over all of them.
+    # Two processes resumed as one taking two micro-batches a step, and the one-process run
+    # resumed as two, go on exactly as the two processes do.
+    shutil.copytree(two, tmp_path / "two_then_one")
+    shutil.copytree(one, tmp_path / "one_then_two")
+    for run_dir, how in [
+        (two, ["--nproc", "2"]),  # tcli's own launcher this time
+        (tmp_path / "two_then_one", ["--set", "train.accum_steps=2"]),
+        (tmp_path / "one_then_two", ["--nproc", "2", "--set", "train.accum_steps=1"]),
+    ]:
+        resumed = subprocess.run(
+            [sys.executable, "-m", "transformer_cli", "train", "--resume", str(run_dir), *how,
+             "--set", "train.max_steps=14", "--device", "cpu"],
+            capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert resumed.stdout.count("stopped at step 14 (max_steps)") == 1
+    expected = load_file(two / "checkpoints" / "step-00000014.safetensors")
+    for run_dir in ("two_then_one", "one_then_two"):
+        weights = load_file(tmp_path / run_dir / "checkpoints" / "step-00000014.safetensors")
+        for name, tensor in expected.items():
+            torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=0)
 
 
 def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(corpus, tmp_path):

@@ -40,7 +40,7 @@ from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
-from transformer_cli.errors import Interrupted, RunError
+from transformer_cli.errors import Interrupted
 from transformer_cli.evaluate import score
 from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
@@ -322,19 +322,22 @@ class Trainer:
         }
 
     def _load_state(self, state: dict) -> None:
-        saved_world = state.get("world_size", 1)
-        if saved_world != self.world.size:  # the data position means another share of batches
-            raise RunError(
-                f"{self.run_dir} was trained by {saved_world} process(es); resume it with as many "
-                f"(now {self.world.size}): tcli train --resume {self.run_dir} --nproc {saved_world}"
-                if saved_world > 1
-                else f"{self.run_dir} was trained by 1 process; resume it without torchrun"
-            )
-        self.step, self.epoch, self.batch_index = (
-            state["step"],
-            state["epoch"],
-            state["batch_index"],
+        self.step, self.epoch = state["step"], state["epoch"]
+        # The data position, rank-independent: batches of the epoch's list taken by all processes.
+        taken, saved_world = (
+            state["batch_index"] * state.get("world_size", 1),
+            state.get("world_size", 1),
         )
+        # Every process has taken the same number of batches, each the next of its share.
+        self.batch_index = -(-taken // self.world.size)  # rounded up: no batch is taken twice
+        if saved_world != self.world.size:
+            log.warning(
+                "resuming a run of %d process(es) with %d: epoch %d goes on from batch %d of its "
+                "list%s",
+                saved_world, self.world.size, self.epoch, self.batch_index * self.world.size,
+                f" (skipping {self.batch_index * self.world.size - taken})"
+                if self.batch_index * self.world.size > taken else "",
+            )  # fmt: skip
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty when saved by a run without fp16
             self.scaler.load_state_dict(state["scaler"])
