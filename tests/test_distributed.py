@@ -130,7 +130,8 @@ def test_two_machines_on_loopback_with_their_own_run_directories(corpus, tmp_pat
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
              str(rank), "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
              f"127.0.0.1:{port}", "--rdzv_id", "tcli-test", "-m", "transformer_cli", "train",
-             str(config), "--out", str(tmp_path / f"node{rank}"), "--device", "cpu"],
+             str(config), "--out", str(tmp_path / f"node{rank}"), "--device", "cpu",
+             "--set", "train.dist_backend=gloo"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip

@@ -93,6 +93,7 @@ def train(
     from transformer_cli.config import load_config
     from transformer_cli.distributed import joined, launch, world_from_environment
     from transformer_cli.train import resume as resume_training
+    from transformer_cli.train import resumed_config
     from transformer_cli.train import train as run_training
 
     if resume is not None:
@@ -102,6 +103,7 @@ def train(
     elif config is None:
         raise TcliError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
     resolved = None if config is None else load_config(config, overrides or [])
+    backend = (resolved or resumed_config(resume, overrides or [])).train.dist_backend
     if nproc and nproc > 1 and world_from_environment().size == 1:
         given = [str(config)] if config is not None else ["--resume", str(resume)]
         given += ["--out", str(out)] if out is not None else []
@@ -111,7 +113,7 @@ def train(
         return
     # Under torchrun: one process per device, each training its share of every step's batches.
     try:
-        with joined(device) as (world, torch_device):
+        with joined(device, None if backend == "auto" else backend) as (world, torch_device):
             if not world.is_main:  # one voice: rank 0 logs and reports
                 logging.getLogger("transformer_cli").setLevel(logging.WARNING)
             if resolved is None:

@@ -206,6 +206,11 @@ class TrainConfig(_Section):
     tensorboard: bool = Field(
         False, description="also log to RUN_DIR/tensorboard (needs the tensorboard package)"
     )
+    dist_backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto",
+        description="torch.distributed backend when several processes train (auto: nccl on "
+        "CUDA, else gloo)",
+    )
 
     @model_validator(mode="after")
     def _has_a_limit(self) -> "TrainConfig":

@@ -115,7 +115,7 @@ def resume(
     The encoded corpus in the run's cache is reused, not encoded again.
     """
     run_dir, torch_device = Path(run_dir), resolve_device(device)
-    config = _resumed_config(run_dir, overrides)
+    config = resumed_config(run_dir, overrides)
     _check_precision(config, torch_device)
     directory = run_dir / "checkpoints"
     step = latest_step(directory)
@@ -261,7 +261,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> Path | None:
     return replaced
 
 
-def _resumed_config(run_dir: Path, overrides: list[str]) -> Config:
+def resumed_config(run_dir: Path, overrides: list[str]) -> Config:
     """The run's saved config with `overrides` applied; frozen keys may not change."""
     saved = read_config(run_dir)
     raw = saved.model_dump(mode="json")
