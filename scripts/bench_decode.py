@@ -173,18 +173,21 @@ def main() -> None:
             )  # fmt: skip
             merged |= json.loads(child.stdout.splitlines()[-1])
         rounds.append(merged)
-    systems = {name: (timing["search"], None) for name, timing in rounds[0].items()}
-    batch64 = {name: [r[name]["batch64_sentences_per_s"] for r in rounds] for name in systems}
-    batch1 = {name: [r[name]["batch1_ms_per_sentence"] for r in rounds] for name in systems}
-    warmup = {name: rounds[0][name]["warmup_s"] for name in systems}
+    searches = {name: timing["search"] for name, timing in rounds[0].items()}  # name -> search
+    batch64 = {name: [r[name]["batch64_sentences_per_s"] for r in rounds] for name in searches}
+    batch1 = {name: [r[name]["batch1_ms_per_sentence"] for r in rounds] for name in searches}
+    warmup = {name: rounds[0][name]["warmup_s"] for name in searches}
     sentences = rounds[0]["tcli greedy"]["sentences"]
     run = load_run(args.run, args.device)
     threads = torch.get_num_threads()
 
     speed = {name: statistics.median(v) for name, v in batch64.items()}
     latency = {name: statistics.median(v) for name, v in batch1.items()}
-    ct2 = {search: name for name, (search, _) in systems.items() if name.startswith("CTranslate2")}
-    ct2 = {search: f"CTranslate2 {search}" for search in ct2}  # the float32 ones
+    ct2 = {  # the float32 CTranslate2 system of each search
+        search: f"CTranslate2 {search}"
+        for name, search in searches.items()
+        if name == f"CTranslate2 {search}"
+    }
     lines = [
         f"{args.run}: {run.model.num_parameters() / 1e6:.2f}M parameters "
         f"({run.config.model.n_encoder_layers}+{run.config.model.n_decoder_layers} layers, "
@@ -197,7 +200,7 @@ def main() -> None:
         "| ÷ CTranslate2 |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for name, (search, _) in systems.items():
+    for name, search in searches.items():
         peer = ct2.get(search)
         speed_ratio = f"{speed[name] / speed[peer]:.2f}x" if peer else "–"
         latency_ratio = f"{latency[name] / latency[peer]:.2f}x" if peer else "–"

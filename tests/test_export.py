@@ -4,6 +4,7 @@ as tcli does."""
 import pytest
 import torch
 from conftest import tcli
+from test_model import make_model
 from test_search import _sentences
 
 from transformer_cli import load_run
@@ -11,7 +12,6 @@ from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from transformer_cli.decode import greedy_decode, max_output_lengths
 from transformer_cli.export import export_ctranslate2
-from transformer_cli.model import Transformer, TransformerConfig
 
 ctranslate2 = pytest.importorskip(
     "ctranslate2", reason="pip install 'transformer-cli[ctranslate2]'"
@@ -53,16 +53,10 @@ def test_ctranslate2_scores_equal_tcli_for_each_architecture(run_dir, tmp_path, 
     """Every token's log-probability through CTranslate2's engine equals tcli's (with PAD and BOS,
     which the export rules out as outputs, left out of the softmax)."""
     run = load_run(run_dir, device="cpu")
-    vocab = run.tokenizers.target.vocab_size
-    torch.manual_seed(4)
-    config = TransformerConfig(
-        src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=32, n_heads=4, n_encoder_layers=2,
-        n_decoder_layers=2, d_ff=64, dropout=0.0, **architecture,
-    )  # fmt: skip
-    model = Transformer(config).eval()
+    model = make_model(run.tokenizers.target.vocab_size, **architecture)
     with torch.no_grad():  # untrained biases are zero: give every one a value to carry over
         for name, parameter in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
+            if name.endswith("bias"):
                 parameter.add_(0.1 * torch.randn_like(parameter))
     out = export_ctranslate2(model, run.tokenizers, tmp_path / "ct2")
     sentences = _sentences(run_dir)[:8]

@@ -22,10 +22,10 @@ VARIANTS = {
 }
 
 
-def make_model(**options: object) -> Transformer:
+def make_model(vocab: int = VOCAB, **options: object) -> Transformer:
     torch.manual_seed(0)
     config = TransformerConfig(
-        src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, d_model=32, n_heads=4, n_encoder_layers=2,
+        src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=32, n_heads=4, n_encoder_layers=2,
         n_decoder_layers=2, d_ff=64, dropout=0.0, **options,
     )  # fmt: skip
     model = Transformer(config).eval()

@@ -39,6 +39,9 @@ BeamOption = Annotated[
 GreedyOption = Annotated[
     bool, typer.Option("--greedy", help="Greedy search, whatever the config says.")
 ]
+RunDirArgument = Annotated[
+    Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
+]
 CheckpointOption = Annotated[
     str,
     typer.Option(
@@ -136,9 +139,7 @@ def train(
     "  tcli translate runs/toy --input test.en --score test.de"
 )
 def translate(
-    run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
-    ],
+    run_dir: RunDirArgument,
     input: Annotated[str, typer.Option("--input", help="File to translate, or - for stdin.")] = "-",
     output: Annotated[str, typer.Option("--output", help="Output file, or - for stdout.")] = "-",
     device: DeviceOption = "auto",
@@ -317,9 +318,7 @@ def evaluate(
     "  tcli eval runs/toy --checkpoint average-last-5"
 )
 def average(
-    run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
-    ],
+    run_dir: RunDirArgument,
     last: Annotated[
         int, typer.Option("--last", min=1, help="How many of the newest step checkpoints.")
     ],
@@ -347,9 +346,7 @@ def average(
     "  tcli export runs/toy --to ctranslate2 toy-ct2-int8 --quantization int8"
 )
 def export(
-    run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by tcli train.")
-    ],
+    run_dir: RunDirArgument,
     out_dir: Annotated[
         Path, typer.Argument(metavar="OUT_DIR", help="Directory to write the exported model to.")
     ],

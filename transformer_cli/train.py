@@ -68,10 +68,8 @@ def train(
         world.barrier()
         tokenizers = Tokenizers.load(run_dir)
         corpus = _encoded_corpus(config, tokenizers, run_dir)
-        _seed_everything(config.train.seed)
-        model = build_model(config, tokenizers).to(torch_device)
         data = TrainingData(tokenizers, corpus, *valid)
-        return Trainer(config, run_dir, model, data, torch_device, world=world).fit()
+        return _new_trainer(config, run_dir, data, torch_device, world).fit()
     pairs = count_pairs(config.data.train, "data.train")
     if not pairs:
         raise DataError(f"data.train: {describe(config.data.train)} is empty")
@@ -86,10 +84,8 @@ def train(
                 world.barrier()
                 world.from_main(_tokenizer_files(run_dir))
                 world.barrier()  # each machine has its copy
-            _seed_everything(config.train.seed)
-            model = build_model(config, tokenizers).to(torch_device)
             data = TrainingData(tokenizers, corpus, *valid)
-            trainer = Trainer(config, run_dir, model, data, torch_device, world=world)
+            trainer = _new_trainer(config, run_dir, data, torch_device, world)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         if replaced is not None:
@@ -138,6 +134,15 @@ def resume(
         if world.is_main:  # the overrides, now that they work
             atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
         return trainer.fit()
+
+
+def _new_trainer(
+    config: Config, run_dir: Path, data: TrainingData, device: torch.device, world: World
+) -> Trainer:
+    """A freshly initialised model (the same on every process: same seed) and its Trainer."""
+    _seed_everything(config.train.seed)
+    model = build_model(config, data.tokenizers).to(device)
+    return Trainer(config, run_dir, model, data, device, world=world)
 
 
 def _tokenizer_files(run_dir: Path) -> dict[str, bytes]:

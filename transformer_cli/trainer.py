@@ -10,8 +10,6 @@ import logging
 import math
 import random
 import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from transformer_cli.checkpoint import (
     prune_checkpoints,
@@ -47,6 +44,7 @@ from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
 from transformer_cli.run import Translator
 from transformer_cli.schedule import learning_rate
+from transformer_cli.signals import Aborted, StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +251,7 @@ class Trainer:
             progress = max(progress, spent / max(usable, 1e-9))
         return progress
 
-    def _stop_reason(self, records: TrainingLog, signals: "StopSignals") -> str | None:
+    def _stop_reason(self, records: TrainingLog, signals: StopSignals) -> str | None:
         if self.step == self.cfg.max_steps:  # done anyway: a signal now needs no resume
             return "max_steps"
         if signals.received is not None:
@@ -388,41 +386,6 @@ def accumulate_gradients(
 
 
 LIMITS = ("max_steps", "max_minutes")
-
-
-class StopSignals:
-    """The first SIGINT (Ctrl-C) or SIGTERM asks training to stop after the current step and
-    save a checkpoint; a second one aborts at once (atomic writes keep every file whole)."""
-
-    def __enter__(self) -> "StopSignals":
-        self.received: int | None = None
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():  # signals reach only it
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:
-            raise Aborted(signum)
-        self.received = signum
-        tqdm.write(
-            f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
-            "(press Ctrl-C again to abort without saving)",
-            file=sys.stderr,
-        )
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-
-class Aborted(KeyboardInterrupt):
-    """A second stop signal: leave now (a KeyboardInterrupt, so that nothing swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"aborted by {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 def endless_batches(
