@@ -27,7 +27,9 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
     # 12 steps of 2 batches of 500 tokens stay in the first epoch: at an epoch's end the two
     # processes leave out its last batch if the epoch has an odd number of them.
     settings = dict(max_steps=12, eval_every=6, log_every=3, batch_tokens=500)
-    config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
+    raw = tiny_config_dict(corpus, **settings)
+    raw["model"]["dropout"] = 0.1  # each process draws its own masks: those of its batches
+    config.write_text(yaml.safe_dump(raw))
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # torchrun's default per process
     two = tmp_path / "two"
     torchrun = subprocess.run(

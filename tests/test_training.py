@@ -48,7 +48,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("accum_steps", [1, 2])
 def test_resumed_training_equals_uninterrupted_training(corpus, tmp_path, accum_steps):
-    # Dropout on, so that the restored RNG state matters; the stop falls mid-epoch.
+    # Dropout on, so that the resumed run must draw the same masks; the stop falls mid-epoch.
     settings = dict(max_steps=14, eval_every=5, log_every=1, accum_steps=accum_steps)
     config = tiny_config(corpus, **settings).model_copy(deep=True)
     config.model.dropout = 0.1
@@ -73,8 +73,7 @@ def test_resumed_training_equals_uninterrupted_training(corpus, tmp_path, accum_
 def test_training_state_holds_what_resuming_needs(corpus, tmp_path):
     train(tiny_config(corpus, max_steps=3, eval_every=3), tmp_path / "run", device="cpu")
     state = load_training_state(tmp_path / "run" / "checkpoints", 3)
-    assert {"step", "epoch", "batch_index", "optimizer", "scaler", "rng"} <= state.keys()
-    assert {"python", "numpy", "torch", "cuda"} <= state["rng"].keys()
+    assert {"step", "epoch", "batch_index", "world_size", "optimizer", "scaler"} <= state.keys()
     assert state["step"] == 3 and state["batch_index"] == 3
 
 

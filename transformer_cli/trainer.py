@@ -8,7 +8,6 @@ import contextlib
 import itertools
 import logging
 import math
-import random
 import signal
 import time
 from collections.abc import Iterator
@@ -223,15 +222,17 @@ class Trainer:
         lr = learning_rate(self.step, cfg, self.config.model.d_model, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        micro_batches = []
+        micro_batches, dropout_seeds = [], []
         for _ in range(cfg.accum_steps):
             self.epoch, index, indices = next(batches)
             self.batch_index = index + 1
             micro_batches.append(data.corpus.batch(indices))
+            dropout_seeds.append(dropout_seed(cfg.seed, self.epoch, self.sampler.position(index)))
         self.optimizer.zero_grad(set_to_none=True)
         step_loss, tokens = accumulate_gradients(
-            self.loss, micro_batches, self.device, self.autocast_dtype, self.scaler, self.world
-        )
+            self.loss, micro_batches, self.device, self.autocast_dtype, self.scaler, self.world,
+            dropout_seeds,
+        )  # fmt: skip
         self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
         max_norm = cfg.clip_grad_norm or math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
@@ -298,7 +299,6 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """Everything but the weights that the next step depends on (tensors and plain data)."""
-        np_state = np.random.get_state()
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -311,12 +311,6 @@ class Trainer:
             "bad_validations": self.bad_validations,
             "elapsed_s": self.elapsed_before,
             "validation_seconds": self.validation_seconds,
-            "rng": {
-                "python": random.getstate(),
-                "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
         }
 
     def _load_state(self, state: dict) -> None:
@@ -343,13 +337,6 @@ class Trainer:
         self.bad_validations = state["bad_validations"]
         self.elapsed_before = state["elapsed_s"]
         self.validation_seconds = state["validation_seconds"]
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        name, keys, *rest = rng["numpy"]
-        np.random.set_state((name, keys.numpy(), *rest))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def accumulate_gradients(
@@ -359,12 +346,14 @@ def accumulate_gradients(
     autocast_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
     world: World = SINGLE_PROCESS,
+    dropout_seeds: list[int] | None = None,
 ) -> tuple[float, int]:
     """Add the gradient of the per-token loss over all `batches`, on all processes, to the
     parameters' .grad. `loss` is a TeacherForcedLoss, or one wrapped in DistributedDataParallel.
 
     Each batch's summed loss is divided by the target tokens of all batches of all processes, so
     k micro-batches on n processes give exactly the gradient of one batch holding them all.
+    Each batch's dropout masks are drawn after seeding with its entry of `dropout_seeds`.
     Returns (loss per token, tokens), both over all processes.
     """
     tokens = int(world.sum(sum(batch.n_tgt_tokens for batch in batches)))
@@ -375,6 +364,8 @@ def accumulate_gradients(
         # It synchronises them once, after the last micro-batch.
         last = number == len(batches)
         sync = contextlib.nullcontext() if last or world.size == 1 else loss.no_sync()
+        if dropout_seeds is not None:
+            torch.manual_seed(dropout_seeds[number - 1])
         with (
             sync,
             torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
@@ -386,6 +377,16 @@ def accumulate_gradients(
 
 
 LIMITS = ("max_steps", "max_minutes")
+
+
+def dropout_seed(seed: int, epoch: int, position: int) -> int:
+    """The seed of the dropout masks of the batch at `position` in `epoch`'s list of batches.
+
+    Masks that follow the batch, not the process or the history: every process draws its own,
+    one process taking k micro-batches draws the masks that k processes would, and a resumed run
+    draws those of a run that never stopped, with no random-number state to save.
+    """
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0])
 
 
 def endless_batches(

@@ -143,6 +143,10 @@ class TokenBatchSampler:
             batches = batches[self.rank : usable : self.world_size]
         return batches
 
+    def position(self, index: int) -> int:
+        """Where this rank's batch `index` stands in the epoch's list of all ranks' batches."""
+        return index * self.world_size + self.rank
+
     def __len__(self) -> int:
         """Batches per epoch for this rank (the same every epoch)."""
         return len(self.batches(0))
