@@ -118,32 +118,51 @@ def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(cor
 
 
 def test_two_machines_on_loopback_with_their_own_run_directories(corpus, tmp_path):
-    """Two torchrun "nodes" that share no run directory: the second gets the tokenizer through
-    torch.distributed and encodes its own copy of the corpus."""
+    """Two torchrun "nodes" that share no run directory: the second gets the tokenizer (and, on
+    resume, the training state) through torch.distributed and encodes its own copy of the
+    corpus; only the first holds checkpoints. Stopped and resumed, they end where two processes
+    of one machine training straight through end."""
     config = tmp_path / "tiny.yaml"
-    settings = dict(max_steps=6, eval_every=6, log_every=3, batch_tokens=500)
+    settings = dict(max_steps=4, eval_every=4, log_every=2, batch_tokens=500)
     config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    def node(rank: int) -> subprocess.Popen:
+    def node(rank: int, port: int, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
              str(rank), "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
              f"127.0.0.1:{port}", "--rdzv_id", "tcli-test", "-m", "transformer_cli", "train",
-             str(config), "--out", str(tmp_path / f"node{rank}"), "--device", "cpu",
-             "--set", "train.dist_backend=gloo"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+             *args, "--device", "cpu"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=one_thread,
         )  # fmt: skip
 
-    nodes = [node(0), node(1)]
-    outputs = [node.communicate(timeout=240) for node in nodes]
-    for process, (_, stderr) in zip(nodes, outputs, strict=True):
-        assert process.returncode == 0, stderr[-3000:]
-    assert "stopped at step 6 (max_steps)" in outputs[0][0] and not outputs[1][0]
+    def both_nodes(*args_of: list[str]) -> list[str]:
+        with socket.socket() as probe:  # a free port for the rendezvous
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        nodes = [node(rank, port, *args) for rank, args in enumerate(args_of)]
+        outputs = [node.communicate(timeout=240) for node in nodes]
+        for process, (_, stderr) in zip(nodes, outputs, strict=True):
+            assert process.returncode == 0, stderr[-3000:]
+        assert not outputs[1][0]  # rank 0 reports alone
+        return outputs[0][0]
+
     node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    gloo = ["--set", "train.dist_backend=gloo"]
+    started = both_nodes(*([str(config), "--out", str(out), *gloo] for out in (node0, node1)))
+    assert "stopped at step 4 (max_steps)" in started
     assert (node0 / "tokenizer.model").read_bytes() == (node1 / "tokenizer.model").read_bytes()
     assert (node1 / "cache").is_dir() and not (node1 / "checkpoints").exists()  # rank 0 writes
-    assert (node0 / "checkpoints" / "step-00000006.safetensors").is_file()
+    shutil.rmtree(node1)  # a machine with no copy of the run at all can join the resumed run
+    resumed = both_nodes(
+        *(["--resume", str(out), "--set", "train.max_steps=6"] for out in (node0, node1))
+    )
+    assert "stopped at step 6 (max_steps)" in resumed and not (node1 / "checkpoints").exists()
+
+    straight = tmp_path / "straight"
+    tcli("train", config, "--out", straight, "--nproc", "2", "--device", "cpu",
+         "--set", "train.max_steps=6")  # fmt: skip
+    expected = load_file(straight / "checkpoints" / "step-00000006.safetensors")
+    weights = load_file(node0 / "checkpoints" / "step-00000006.safetensors")
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=0)

@@ -95,6 +95,7 @@ def train(
     """
     from transformer_cli.config import load_config
     from transformer_cli.distributed import joined, launch, world_from_environment
+    from transformer_cli.run import CONFIG_FILE
     from transformer_cli.train import resume as resume_training
     from transformer_cli.train import resumed_config
     from transformer_cli.train import train as run_training
@@ -106,8 +107,12 @@ def train(
     elif config is None:
         raise TcliError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
     resolved = None if config is None else load_config(config, overrides or [])
-    backend = (resolved or resumed_config(resume, overrides or [])).train.dist_backend
-    if nproc and nproc > 1 and world_from_environment().size == 1:
+    launched = world_from_environment()
+    if resolved is None and not launched.is_main and not (resume / CONFIG_FILE).is_file():
+        backend = "auto"  # a machine with no copy of the run: rank 0 will send it the config
+    else:
+        backend = (resolved or resumed_config(resume, overrides or [])).train.dist_backend
+    if nproc and nproc > 1 and launched.size == 1:
         given = [str(config)] if config is not None else ["--resume", str(resume)]
         given += ["--out", str(out)] if out is not None else []
         given += [arg for value in overrides or [] for arg in ("--set", value)]
@@ -125,7 +130,7 @@ def train(
                 out = out or Path("runs") / config.stem
                 result = run_training(resolved, out, str(torch_device), overwrite, world)
     except Interrupted as stopped:
-        if world_from_environment().is_main:
+        if launched.is_main:
             raise
         raise SystemExit(stopped.exit_code) from None  # rank 0 says it, once
     if world.is_main:

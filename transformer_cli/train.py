@@ -3,7 +3,6 @@
 import logging
 import random
 import shutil
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,8 @@ log = logging.getLogger(__name__)
 # Keys a resumed run may not change: the saved weights and vocabulary depend on them.
 FROZEN_ON_RESUME = ("model", "tokenizer", "data.train", "data.max_len")
 
+NO_VALIDATION = ([], [])  # for the processes other than rank 0, which validates alone
+
 
 def train(
     config: Config,
@@ -56,20 +57,13 @@ def train(
     the corpus into its own `run_dir` (or finds it there). Then every process trains its share.
     """
     run_dir, torch_device = Path(run_dir), resolve_device(device)
+    if not world.is_main:  # wait for rank 0 to prepare the run directory, then copy it
+        config, _ = _share_run_dir(run_dir, world)
+        data = _training_data(config, run_dir, NO_VALIDATION)
+        return _new_trainer(config, run_dir, data, torch_device, world).fit()
     _check_precision(config, torch_device)
     # Check what can be checked before touching the run directory.
     valid = _read_valid(config)
-    if not world.is_main:
-        world.barrier()  # rank 0 is preparing the run directory
-        tokenizer_files = world.from_main(None)
-        if world.local_rank == 0:  # the first process of its machine prepares the machine's copy
-            _write_missing(run_dir, tokenizer_files)
-            _encoded_corpus(config, Tokenizers.load(run_dir), run_dir)  # encoded, or found there
-        world.barrier()
-        tokenizers = Tokenizers.load(run_dir)
-        corpus = _encoded_corpus(config, tokenizers, run_dir)
-        data = TrainingData(tokenizers, corpus, *valid)
-        return _new_trainer(config, run_dir, data, torch_device, world).fit()
     pairs = count_pairs(config.data.train, "data.train")
     if not pairs:
         raise DataError(f"data.train: {describe(config.data.train)} is empty")
@@ -80,10 +74,7 @@ def train(
         with log_to_file(run_dir / TRAIN_LOG_FILE):
             tokenizers = _make_tokenizers(config, run_dir, pairs)
             corpus = _encoded_corpus(config, tokenizers, run_dir, pairs)
-            if world.size > 1:  # the run directory is ready: hand it to the other machines
-                world.barrier()
-                world.from_main(_tokenizer_files(run_dir))
-                world.barrier()  # each machine has its copy
+            _share_run_dir(run_dir, world, config)
             data = TrainingData(tokenizers, corpus, *valid)
             trainer = _new_trainer(config, run_dir, data, torch_device, world)
     except BaseException:
@@ -111,6 +102,13 @@ def resume(
     The encoded corpus in the run's cache is reused, not encoded again.
     """
     run_dir, torch_device = Path(run_dir), resolve_device(device)
+    if not world.is_main:  # rank 0 reads the run; this machine may have no copy of it
+        config, state = _share_run_dir(run_dir, world)
+        # The weights need not be loaded here: DistributedDataParallel starts every process
+        # with rank 0's.
+        model = build_model(config, Tokenizers.load(run_dir)).to(torch_device)
+        data = _training_data(config, run_dir, NO_VALIDATION)
+        return Trainer(config, run_dir, model, data, torch_device, state, world).fit()
     config = resumed_config(run_dir, overrides)
     _check_precision(config, torch_device)
     directory = run_dir / "checkpoints"
@@ -122,17 +120,15 @@ def resume(
     state = load_training_state(directory, step)
     _check_limits_left(config, state, run_dir)
     valid = _read_valid(config)
-    logging_to = log_to_file(run_dir / TRAIN_LOG_FILE) if world.is_main else nullcontext()
-    with logging_to:
+    with log_to_file(run_dir / TRAIN_LOG_FILE):
         log.info("resuming %s from step %d", run_dir, step)
+        _share_run_dir(run_dir, world, config, state)
         tokenizers = Tokenizers.load(run_dir)
-        corpus = _encoded_corpus(config, tokenizers, run_dir)
         model = build_model(config, tokenizers).to(torch_device)
         load_weights(model, resolve_checkpoint(run_dir, str(step)))
-        data = TrainingData(tokenizers, corpus, *valid)
+        data = _training_data(config, run_dir, valid)
         trainer = Trainer(config, run_dir, model, data, torch_device, state, world)
-        if world.is_main:  # the overrides, now that they work
-            atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())  # the overrides, now they work
         return trainer.fit()
 
 
@@ -145,10 +141,33 @@ def _new_trainer(
     return Trainer(config, run_dir, model, data, device, world=world)
 
 
-def _tokenizer_files(run_dir: Path) -> dict[str, bytes]:
-    """What another machine needs of the run directory to encode the corpus as rank 0 did."""
+def _share_run_dir(
+    run_dir: Path, world: World, config: Config | None = None, state: dict | None = None
+) -> tuple[Config, dict | None]:
+    """Give every process rank 0's config and training state, and every machine a copy of its
+    tokenizer and encoded corpus (the machines need not share a filesystem).
+
+    Rank 0 calls it once its run directory is ready; the others call it at once and wait. On each
+    other machine its first process writes the files its run directory lacks and encodes the
+    corpus there, while the machine's other processes wait.
+    """
+    if world.size == 1:
+        return config, state
     names = (CONFIG_FILE, JOINT_FILE, SOURCE_FILE, TARGET_FILE)
-    return {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).exists()}
+    files = {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).exists()}
+    config, state, files = world.from_main((config, state, files) if world.is_main else None)
+    if not world.is_main and world.local_rank == 0:
+        _write_missing(run_dir, files)
+        _encoded_corpus(config, Tokenizers.load(run_dir), run_dir)  # encoded, or found there
+    world.barrier()
+    return config, state
+
+
+def _training_data(
+    config: Config, run_dir: Path, valid: tuple[list[str], list[str]]
+) -> TrainingData:
+    tokenizers = Tokenizers.load(run_dir)
+    return TrainingData(tokenizers, _encoded_corpus(config, tokenizers, run_dir), *valid)
 
 
 def _write_missing(run_dir: Path, files: dict[str, bytes]) -> None:

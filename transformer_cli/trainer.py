@@ -127,10 +127,11 @@ class Trainer:
                 world.size, len(first_epoch), self.cfg.batch_tokens, world.size,
                 self.cfg.accum_steps,
             )  # fmt: skip
-        translator = Translator(model, data.tokenizers, config.decode, device)
-        self.validator = Validator(
-            translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
-        )
+        if world.is_main:  # rank 0 validates alone
+            translator = Translator(model, data.tokenizers, config.decode, device)
+            self.validator = Validator(
+                translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
+            )
         # Counters: optimizer steps taken; the next batch is batches(epoch)[batch_index].
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_value: float | None = None
