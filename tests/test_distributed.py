@@ -117,6 +117,35 @@ def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(cor
     assert f"stopped at step {step + 2} (max_steps)" in resumed.stdout
 
 
+def test_a_process_killed_mid_run_stops_the_others_with_one_line_errors(corpus, tmp_path):
+    config = tmp_path / "long.yaml"
+    settings = dict(max_steps=100_000, eval_every=100_000, log_every=2, batch_tokens=500)
+    config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
+    run_dir = tmp_path / "run"
+    training = subprocess.Popen(
+        [sys.executable, "-m", "transformer_cli", "train", str(config), "--out", str(run_dir),
+         "--nproc", "2", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)  # training has started on both processes
+    workers = subprocess.run(
+        ["pgrep", "-P", str(training.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, stderr = training.communicate(timeout=120)  # no waiting for the collective timeout
+    assert training.returncode == 128 + signal.SIGKILL, stderr[-3000:]
+    killed = re.findall(r"tcli: error: training process (\d) was killed by SIGKILL", stderr)
+    told = re.findall(
+        r"tcli: error: training process (\d) stops: another process of the run died", stderr
+    )
+    assert len(killed) == len(told) == 1 and {*killed, *told} == {"0", "1"}
+    assert "Traceback" not in stderr
+
+
 def test_two_machines_on_loopback_with_their_own_run_directories(corpus, tmp_path):
     """Two torchrun "nodes" that share no run directory: the second gets the tokenizer (and, on
     resume, the training state) through torch.distributed and encodes its own copy of the

@@ -8,6 +8,8 @@ torchrun is a world of one, and every collective below is then a no-op.
 
 import datetime
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import DeviceError, Interrupted
+from transformer_cli.errors import DeviceError, Interrupted, LostProcess
 
 # A rank that waits longer than this for the others (one crashed, or hangs) stops with an error
 # instead of waiting forever; validation on rank 0 must fit in it.
@@ -96,8 +98,23 @@ def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, tor
     except Interrupted:
         dist.barrier()
         raise
+    except Exception as err:
+        if not _lost_contact(err):
+            raise
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LostProcess(
+            f"training process {world.rank} stops: another process of the run died or stopped "
+            f"answering ({first_line}); its own output says why, and the checkpoints on disk "
+            "are intact"
+        ) from err
     finally:
         dist.destroy_process_group()
+
+
+def _lost_contact(err: Exception) -> bool:
+    """Whether a collective failed because a peer died, hung past the timeout, or left: NCCL and
+    the rendezvous store raise DistError; gloo raises a RuntimeError from its transport."""
+    return isinstance(err, dist.DistError) or (isinstance(err, RuntimeError) and "gloo" in str(err))
 
 
 def launch(processes: int, tcli_args: list[str]) -> None:
@@ -110,8 +127,12 @@ def launch(processes: int, tcli_args: list[str]) -> None:
     torchrun_args = ["--standalone", "--nproc_per_node", str(processes), "-m", "transformer_cli"]
     try:
         run(parse_args([*torchrun_args, *tcli_args]))
-    except ChildFailedError as err:  # the processes have said why; exit as the first one did
-        codes = [failure.exitcode for failure in err.failures.values()]
-        raise SystemExit(next((code for code in codes if code > 0), 1)) from None
+    except ChildFailedError as err:  # the first to fail has said why, unless a signal killed it
+        rank, failure = err.get_first_failure()
+        if failure.exitcode < 0:
+            name = signal.Signals(-failure.exitcode).name
+            print(f"tcli: error: training process {rank} was killed by {name}", file=sys.stderr)
+        code = failure.exitcode
+        raise SystemExit(code if code > 0 else 128 - code) from None
     except SignalException as err:  # Ctrl-C or SIGTERM: torchrun passed it on to every process,
         raise SystemExit(128 + err.sigval) from None  # which stopped after one step and saved

@@ -37,3 +37,9 @@ class Interrupted(TcliError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class LostProcess(TcliError):
+    """Another process of a distributed run died or stopped answering; it says why itself."""
+
+    exit_code = 1
