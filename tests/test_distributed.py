@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import torch
 import yaml
@@ -89,7 +90,8 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
             torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=0)
 
 
-def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(corpus, tmp_path):
+def _endless_two_process_run(corpus, tmp_path) -> tuple[subprocess.Popen, Path]:
+    """`tcli train --nproc 2` on a run with no end in sight, once both processes are training."""
     config = tmp_path / "long.yaml"
     settings = dict(max_steps=100_000, eval_every=100_000, log_every=2, batch_tokens=500)
     config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
@@ -103,6 +105,11 @@ def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(cor
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text()) and time.monotonic() < deadline:
         time.sleep(0.2)  # training has started on both processes
+    return training, run_dir
+
+
+def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(corpus, tmp_path):
+    training, run_dir = _endless_two_process_run(corpus, tmp_path)
     training.send_signal(signal.SIGTERM)
     _, stderr = training.communicate(timeout=120)
     assert training.returncode == 143, stderr[-3000:]
@@ -118,19 +125,7 @@ def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(cor
 
 
 def test_a_process_killed_mid_run_stops_the_others_with_one_line_errors(corpus, tmp_path):
-    config = tmp_path / "long.yaml"
-    settings = dict(max_steps=100_000, eval_every=100_000, log_every=2, batch_tokens=500)
-    config.write_text(yaml.safe_dump(tiny_config_dict(corpus, **settings)))
-    run_dir = tmp_path / "run"
-    training = subprocess.Popen(
-        [sys.executable, "-m", "transformer_cli", "train", str(config), "--out", str(run_dir),
-         "--nproc", "2", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    metrics = run_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while not (metrics.exists() and metrics.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.2)  # training has started on both processes
+    training, _ = _endless_two_process_run(corpus, tmp_path)
     workers = subprocess.run(
         ["pgrep", "-P", str(training.pid)], capture_output=True, text=True
     ).stdout.split()
