@@ -131,6 +131,45 @@ def test_cached_step_by_step_logits_equal_full_recompute(model, capacity):
         torch.testing.assert_close(step_logits, full[:, t], atol=1e-5, rtol=0)
 
 
+def test_recorded_attention_is_what_every_decoding_step_attends_with(model):
+    gen = torch.Generator().manual_seed(9)
+    src = source_tensor([_random_ids(n, gen) for n in (5, 3)])  # sentence 1 is padded
+    tgt = torch.tensor([[2, *_random_ids(4, gen)] for _ in range(2)])
+    maps = model.attention(src, tgt)
+    assert maps.cross[0].shape == (2, 4, 5, 6)  # (batch, heads, tgt_len, src_len)
+    for weights in (*maps.encoder, *maps.cross):  # rows are distributions over real keys
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        assert weights[1, ..., 4:].abs().max() == 0  # sentence 1's padding: no weight at all
+    for weights in maps.decoder:
+        assert torch.equal(weights.triu(1), torch.zeros_like(weights))  # nothing from later ones
+
+    # Step by step, two beams per sentence (rows grouped by sentence), each decoder attention
+    # module asked for its weights: every step's are a row of the teacher-forced maps.
+    memory, src_mask = model.encode(src)
+    state = model.start_decoding(memory, src_mask, tgt.size(1), beams=2)
+    model.decode_step(tgt[:, :1], state)
+    state.select(torch.tensor([0, 0, 1, 1]))
+    modules = [
+        m for layer in model.decoder_layers for m in (layer.tgt_tgt_attn, layer.src_tgt_attn)
+    ]
+    for module in modules:
+        module.record = True
+    try:
+        for t in range(1, tgt.size(1)):
+            model.decode_step(tgt.repeat_interleave(2, 0)[:, t : t + 1], state)
+    finally:
+        for module in modules:
+            module.record = False
+    for layer, (self_attn, cross_attn) in enumerate(zip(modules[::2], modules[1::2], strict=True)):
+        steps = zip(self_attn.recorded, cross_attn.recorded, strict=True)
+        assert len(self_attn.recorded) == tgt.size(1) - 1
+        for position, (self_step, cross_step) in enumerate(steps, start=1):
+            expected_self = maps.decoder[layer][:, :, position, : position + 1]
+            expected_cross = maps.cross[layer][:, :, position]
+            torch.testing.assert_close(self_step[:, :, 0], expected_self.repeat_interleave(2, 0))
+            torch.testing.assert_close(cross_step[:, :, 0], expected_cross.repeat_interleave(2, 0))
+
+
 def test_cached_greedy_equals_the_recompute_everything_reference(model):
     gen = torch.Generator().manual_seed(7)
     src = source_tensor([_random_ids(n, gen) for n in (3, 11, 6, 1, 8)])

@@ -8,9 +8,15 @@ from transformer_cli.model.attention import (
     scaled_dot_product_attention,
 )
 from transformer_cli.model.attention2d import SelfAttention2d
-from transformer_cli.model.transformer import DecoderState, Transformer, TransformerConfig
+from transformer_cli.model.transformer import (
+    AttentionMaps,
+    DecoderState,
+    Transformer,
+    TransformerConfig,
+)
 
 __all__ = [
+    "AttentionMaps",
     "DecoderState",
     "KeyValueCache",
     "MultiHeadAttention",

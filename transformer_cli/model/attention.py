@@ -107,6 +107,9 @@ class MultiHeadAttention(nn.Module):
     output, the latter with one (d_model -> 2 d_model) matmul. `fused=True` computes the
     attention with torch's `F.scaled_dot_product_attention` (same masks, same result, faster,
     but no attention weights); otherwise with our own `scaled_dot_product_attention`.
+
+    The weights are kept only when asked: while `record` is True (see `Transformer.attention`),
+    every call uses the explicit path and appends its weights to `recorded`.
     """
 
     def __init__(
@@ -129,6 +132,8 @@ class MultiHeadAttention(nn.Module):
         else:
             self.qkv_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.record = False
+        self.recorded: list[Tensor] = []
 
     def forward(
         self,
@@ -136,7 +141,7 @@ class MultiHeadAttention(nn.Module):
         memory: Tensor | None = None,
         mask: Tensor | None = None,
         cache: KeyValueCache | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
+    ) -> Tensor:
         """x: (batch, q_len, d_model); memory: (batch, k_len, d_model), for cross-attention.
 
         With a `cache` (incremental decoding), self-attention appends this call's keys and values
@@ -144,8 +149,8 @@ class MultiHeadAttention(nn.Module):
         values from the cache (see `project_memory`) and ignores `memory`. The cache may hold
         one row per sentence while x holds `beams` rows per sentence (grouped by sentence): the
         beams of a sentence then query the same keys, which are never copied per beam.
-        Returns the output (batch, q_len, d_model) and the weights (batch, heads, q_len, k_len),
-        or None for the weights on the fused path.
+        Returns (batch, q_len, d_model); with `record` on, appends the weights (batch, heads,
+        q_len, k_len) to `recorded`.
         """
         if self.cross:
             q = self._split_heads(self.q_proj(x))  # (batch, heads, q_len, d_head)
@@ -158,8 +163,8 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 cache.append(k, v)
                 k, v = cache.keys, cache.values  # (batch, heads, cached + q_len, d_head)
-        out, weights = self._attend(q, k, v, mask)
-        return self.out_proj(self._merge_heads(out)), weights
+        out = self._attend(q, k, v, mask)
+        return self.out_proj(self._merge_heads(out))
 
     def project_memory(self, memory: Tensor) -> KeyValueCache:
         """Cross-attention's keys and values of the encoder output, (batch, src_len, d_model),
@@ -167,19 +172,17 @@ class MultiHeadAttention(nn.Module):
         k, v = (self._split_heads(t).contiguous() for t in self.kv_proj(memory).chunk(2, dim=-1))
         return KeyValueCache(k, v, k.size(0), k.size(2))
 
-    def _attend(
-        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         dropout_p = self.dropout if self.training else 0.0
+        if self.record:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+            self.recorded.append(weights.detach())
+            return out
         if self.fused:
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p
-            ), None
-        return scaled_dot_product_attention(q, k, v, mask, dropout_p)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return scaled_dot_product_attention(q, k, v, mask, dropout_p)[0]
 
-    def _attend_grouped(
-        self, q: Tensor, cache: KeyValueCache, mask: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
+    def _attend_grouped(self, q: Tensor, cache: KeyValueCache, mask: Tensor | None) -> Tensor:
         # The beams of a sentence become more query positions of the sentence, all over its one
         # set of keys: q (sentences * beams, heads, q_len, d_head) -> (sentences, heads,
         # beams * q_len, d_head).
@@ -188,14 +191,13 @@ class MultiHeadAttention(nn.Module):
         beams = rows // sentences
         q = q.view(sentences, beams, self.n_heads, q_len, self.d_head).transpose(1, 2)
         q = q.reshape(sentences, self.n_heads, beams * q_len, self.d_head)
-        out, weights = self._attend(q, cache.keys, cache.values, mask)
+        out = self._attend(q, cache.keys, cache.values, mask)
+        if self.record:  # (sentences, heads, beams * q_len, src_len) -> (rows, heads, q_len, ...)
+            weights = self.recorded.pop().view(sentences, self.n_heads, beams, q_len, -1)
+            self.recorded.append(weights.transpose(1, 2).reshape(rows, self.n_heads, q_len, -1))
         # (sentences, heads, beams * q_len, d_head) -> (rows, q_len, heads * d_head)
         out = out.view(sentences, self.n_heads, beams, q_len, self.d_head).permute(0, 2, 3, 1, 4)
-        out = out.reshape(rows, q_len, self.n_heads * self.d_head)
-        if weights is not None:  # -> (rows, heads, q_len, src_len)
-            weights = weights.view(sentences, self.n_heads, beams, q_len, -1).transpose(1, 2)
-            weights = weights.reshape(rows, self.n_heads, q_len, -1)
-        return self.out_proj(out), weights
+        return self.out_proj(out.reshape(rows, q_len, self.n_heads * self.d_head))
 
     def _split_heads(self, x: Tensor) -> Tensor:
         # (batch, len, d_model) -> (batch, len, heads, d_head) -> (batch, heads, len, d_head).

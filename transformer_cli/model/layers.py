@@ -132,7 +132,7 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: Tensor, src_mask: Tensor) -> Tensor:
         """x: (batch, src_len, d_model); src_mask: (batch, 1, 1, src_len)."""
-        x = self.attn_residual(x, lambda h: self.src_src_attn(h, mask=src_mask)[0])
+        x = self.attn_residual(x, lambda h: self.src_src_attn(h, mask=src_mask))
         return self.ff_residual(x, self.feed_forward)
 
 
@@ -170,9 +170,9 @@ class DecoderLayer(nn.Module):
         projected memory (which then replaces `memory`); see MultiHeadAttention.forward.
         """
         x = self.self_attn_residual(
-            x, lambda h: self.tgt_tgt_attn(h, mask=tgt_mask, cache=self_cache)[0]
+            x, lambda h: self.tgt_tgt_attn(h, mask=tgt_mask, cache=self_cache)
         )
         x = self.cross_attn_residual(
-            x, lambda h: self.src_tgt_attn(h, memory, src_mask, cache=cross_cache)[0]
+            x, lambda h: self.src_tgt_attn(h, memory, src_mask, cache=cross_cache)
         )
         return self.ff_residual(x, self.feed_forward)

@@ -61,6 +61,15 @@ class DecoderState:
             self.src_mask = self.src_mask.index_select(0, sentences)
 
 
+@dataclass
+class AttentionMaps:
+    """Every attention weight of one teacher-forced pass, one tensor per layer."""
+
+    encoder: list[Tensor]  # source over source: (batch, heads, src_len, src_len)
+    decoder: list[Tensor]  # target over itself and earlier target: (batch, heads, tgt_len, tgt_len)
+    cross: list[Tensor]  # target over source: (batch, heads, tgt_len, src_len)
+
+
 class Transformer(nn.Module):
     """Maps source token ids and a shifted target to next-token logits (no softmax inside)."""
 
@@ -148,6 +157,29 @@ class Transformer(nn.Module):
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: logits (batch, tgt_len, tgt_vocab) for every next target token."""
         return self.output_proj(self.features(src, tgt_in))
+
+    def attention(self, src: Tensor, tgt_in: Tensor) -> AttentionMaps:
+        """Teacher forcing that keeps every attention weight (on the explicit path, which only
+        this switches to): the weights the model gives the target `tgt_in` continues."""
+        modules = {
+            "encoder": [layer.src_src_attn for layer in self.encoder_layers],
+            "decoder": [layer.tgt_tgt_attn for layer in self.decoder_layers],
+            "cross": [layer.src_tgt_attn for layer in self.decoder_layers],
+        }
+        every = [module for kind in modules.values() for module in kind]
+        for module in every:
+            module.record, module.recorded = True, []
+        try:
+            self(src, tgt_in)
+            return AttentionMaps(
+                **{
+                    kind: [m.recorded[0] for m in kind_modules]
+                    for kind, kind_modules in modules.items()
+                }
+            )
+        finally:
+            for module in every:
+                module.record, module.recorded = False, []
 
     def start_decoding(
         self, memory: Tensor, src_mask: Tensor, capacity: int, beams: int = 1
