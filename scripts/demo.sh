@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-ensure_venv
+ensure_venv plot
 tcli=.venv/bin/tcli
 
 echo "== training (configs/toy.yaml)"

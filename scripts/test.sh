@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-ensure_venv dev,ctranslate2
+ensure_venv dev,ctranslate2,plot
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

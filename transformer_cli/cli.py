@@ -173,8 +173,34 @@ def translate(
             "given the input line (force decoding).",
         ),
     ] = None,
+    attention: Annotated[
+        Path | None,
+        typer.Option(
+            "--attention",
+            metavar="OUT_DIR",
+            help="Also write each line's attention weights to OUT_DIR: LINE.KIND.png, a heatmap "
+            "labelled with the subword pieces, and LINE.KIND.json, the numbers (needs the 'plot' "
+            "extra).",
+        ),
+    ] = None,
+    attention_kind: Annotated[
+        str,
+        typer.Option(
+            "--attention-kind",
+            help="cross (output over source), encoder (source over source) or decoder (output "
+            "over earlier output).",
+        ),
+    ] = "cross",
+    layer: Annotated[
+        int | None,
+        typer.Option("--layer", help="The layer to show, from 1 [default: the last]."),
+    ] = None,
+    head: Annotated[
+        str, typer.Option("--head", help="mean (of all heads), all (one panel each), or 1..H.")
+    ] = "mean",
 ) -> None:
     """Translate one sentence a line, keeping line count and order."""
+    from transformer_cli.attention_maps import KINDS, check_selection
     from transformer_cli.data.corpus import decode_lines, read_lines
     from transformer_cli.files import atomic_write_text
     from transformer_cli.run import load_run
@@ -185,9 +211,22 @@ def translate(
         )
     if greedy and nbest:
         raise TcliError("--nbest lists beam search's best translations: it takes no --greedy")
+    if attention is not None and (score is not None or nbest):
+        raise TcliError("--attention shows the best translation's weights: no --score or --nbest")
+    if attention is not None and attention.exists() and not attention.is_dir():
+        raise TcliError(f"--attention {attention} is a file; give a directory")
+    if attention_kind not in KINDS:
+        raise TcliError(f"--attention-kind {attention_kind}: choose one of {', '.join(KINDS)}")
     if output != "-" and Path(output).is_dir():  # say so now, not after translating everything
         raise TcliError(f"--output {output} is a directory; give a file name")
     run = load_run(run_dir, device, checkpoint)
+    if attention is not None:
+        from transformer_cli.plots import new_figure
+
+        new_figure()  # matplotlib is there: say so before translating, not after
+        layers = run.config.model.n_encoder_layers if attention_kind == "encoder" else (
+            run.config.model.n_decoder_layers)  # fmt: skip
+        check_selection(layers, run.config.model.n_heads, layer, head)
     if nbest is not None:
         beam = beam or max(run.decode.beam_size, nbest)
     _choose_search(run, beam, greedy)
@@ -199,7 +238,11 @@ def translate(
     else:
         lines = read_lines(input, "--input")
         chunk_size, progress = max(len(lines), 1), True
-    if score is not None:
+    if attention is not None:
+        results = _translations_with_attention(
+            run, list(lines), batch_size, progress, attention, attention_kind, layer, head
+        )
+    elif score is not None:
         sources, targets = list(lines), read_lines(score, "--score")
         if len(sources) != len(targets):
             raise TcliError(
@@ -224,6 +267,24 @@ def _choose_search(run: "Translator", beam: int | None, greedy: bool) -> None:
         run.decode = run.decode.model_copy(update={"strategy": "greedy"})
     elif beam is not None:
         run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam})
+
+
+def _translations_with_attention(
+    run: "Translator",
+    lines: list[str],
+    batch_size: int,
+    progress: bool,
+    out_dir: Path,
+    kind: str,
+    layer: int | None,
+    head: str,
+) -> list[str]:
+    from transformer_cli.attention_maps import attention_of_translations, write_attention_maps
+
+    records = attention_of_translations(run, lines, batch_size, progress)
+    written = write_attention_maps(records, out_dir, kind, layer, head)
+    print(f"wrote {len(written)} attention maps ({kind}) to {out_dir}", file=sys.stderr)
+    return ["" if record is None else record.translation for record in records]
 
 
 def _translations(
@@ -319,6 +380,60 @@ def evaluate(
 
 
 @app.command(
+    epilog="\b\nExamples:\n  tcli explain\n  tcli explain --topic masks --out pictures\n"
+    "  tcli explain runs/toy --text 'The dog sees the cat.' --head 2"
+)
+def explain(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[RUN_DIR]", help="A trained run to look inside; omit for the small examples."
+        ),
+    ] = None,
+    topic: Annotated[
+        str,
+        typer.Option("--topic", help="attention, multihead, masks, positions or image."),
+    ] = "attention",
+    text: Annotated[
+        str | None, typer.Option("--text", help="With RUN_DIR: the sentence to look at.")
+    ] = None,
+    head: Annotated[int, typer.Option("--head", min=1, help="With RUN_DIR: the head.")] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for the pictures [default: explain, or RUN_DIR/explain]."
+        ),
+    ] = None,
+    device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = "best",
+) -> None:
+    """Attention step by step, every number computed by the model's own code.
+
+    Without RUN_DIR: scaled dot-product attention on the illustrated guides' three-input example
+    and what five common mistakes would compute instead (--topic attention); the split and merge
+    of multi-head attention (multihead); the padding and causal masks (masks); sinusoidal
+    positions (positions); 2-D self-attention over a feature map (image). With RUN_DIR and
+    --text: one head of the model's first encoder layer on that sentence. Pictures need the
+    'plot' extra.
+    """
+    from transformer_cli import explain as lessons
+
+    if run_dir is None:
+        if text is not None:
+            raise TcliError("--text needs a RUN_DIR to run the sentence through")
+        if topic not in lessons.TOPICS:
+            raise TcliError(f"--topic {topic}: choose one of {', '.join(lessons.TOPICS)}")
+        print(lessons.explain_topic(topic, out or Path("explain")))
+        return
+    if text is None:
+        raise TcliError("with a RUN_DIR, give the sentence to look at: --text 'a sentence'")
+    from transformer_cli.run import load_run
+
+    run = load_run(run_dir, device, checkpoint)
+    print(lessons.explain_run(run, text, head, out or run_dir / "explain"))
+
+
+@app.command(
     epilog="\b\nExamples:\n  tcli average runs/toy --last 5\n"
     "  tcli eval runs/toy --checkpoint average-last-5"
 )
@@ -382,6 +497,44 @@ def export(
     run = load_run(run_dir, "cpu", checkpoint)
     path = export_ctranslate2(run.model, run.tokenizers, out_dir, quantization, overwrite)
     print(f"wrote {path} (CTranslate2, {quantization}); see transformer_cli/export.py for use")
+
+
+@app.command(
+    epilog="\b\nExamples:\n  tcli plot runs/toy\n"
+    "  tcli plot runs/toy --minutes --out toy-minutes.png\n"
+    "  tcli plot runs/tuned=tuned runs/peer=peers --minutes --out budget-runs.png"
+)
+def plot(
+    runs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN_DIR[=LABEL]",
+            help="Run directories, also of runs still training; LABEL names a run in the legend "
+            "[default: its directory name].",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            dir_okay=False,
+            help="PNG file to write [default: RUN_DIR/curves.png; required with several runs].",
+        ),
+    ] = None,
+    minutes: Annotated[
+        bool, typer.Option("--minutes", help="Minutes of training on the x axis, not steps.")
+    ] = False,
+) -> None:
+    """Draw training curves from metrics.jsonl as one PNG, several runs in one figure.
+
+    Panels: training loss, validation loss and perplexity, validation BLEU and chrF, learning
+    rate and target tokens per second. Needs the optional extra: pip install
+    'transformer-cli[plot]'.
+    """
+    from transformer_cli.curves import parse_run, plot_training_curves
+
+    path = plot_training_curves([parse_run(spec) for spec in runs], out, minutes)
+    print(f"wrote {path}")
 
 
 class _TqdmHandler(logging.Handler):

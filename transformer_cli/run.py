@@ -68,19 +68,28 @@ class Translator:
 
         Greedy or beam search as `decode.strategy` says (a beam of one is greedy search).
         """
-        if self.decode.strategy == "beam" and self.decode.beam_size > 1:
-            best = self.translate_nbest(sentences, 1, batch_size, progress)
-            return [hypotheses[0][0] if hypotheses else "" for hypotheses in best]
+        src_ids = self.tokenizers.source.encode(sentences)
+        return self.detokenize(self.best_outputs(src_ids, batch_size, progress))
+
+    def best_outputs(
+        self, src_ids: list[list[int]], batch_size: int | None = None, progress: bool = False
+    ) -> list[list[int] | None]:
+        """The output ids (no BOS, no EOS) the configured search finds best for each source
+        (None for an empty one)."""
         d = self.decode
-        outputs = self._each_batch(
-            self.tokenizers.source.encode(sentences),
-            batch_size,
-            progress,
-            lambda src, _: [
-                h.tokens for h in greedy_decode(self.model, src, d.max_len_a, d.max_len_b)
-            ],
-        )
-        return self._detokenize(outputs)
+        if d.strategy == "beam" and d.beam_size > 1:
+
+            def search(src: torch.Tensor, _: list[int]) -> list[list[int]]:
+                best = beam_search(
+                    self.model, src, d.beam_size, d.max_len_a, d.max_len_b, d.length_penalty, 1
+                )
+                return [hypotheses[0].tokens for hypotheses in best]
+        else:
+
+            def search(src: torch.Tensor, _: list[int]) -> list[list[int]]:
+                return [h.tokens for h in greedy_decode(self.model, src, d.max_len_a, d.max_len_b)]
+
+        return self._each_batch(src_ids, batch_size, progress, search)
 
     def translate_nbest(
         self,
@@ -110,7 +119,7 @@ class Translator:
         for hyps in hypotheses:
             distinct: dict[str, float] = {}  # best first, so the first score of a text is its best
             for text, hypothesis in zip(
-                self._detokenize([h.tokens for h in hyps or []]), hyps or [], strict=True
+                self.detokenize([h.tokens for h in hyps or []]), hyps or [], strict=True
             ):
                 distinct.setdefault(text, hypothesis.score)
             results.append(list(distinct.items())[:nbest])
@@ -170,7 +179,8 @@ class Translator:
                     f"model takes at most {limit - 1} (model.max_positions={limit})"
                 )
 
-    def _detokenize(self, outputs: list[list[int] | None]) -> list[str]:
+    def detokenize(self, outputs: list[list[int] | None]) -> list[str]:
+        """Target ids back to text; None (a blank input) gives a blank line."""
         texts = self.tokenizers.target.decode([ids or [] for ids in outputs])
         return ["" if ids is None else text for ids, text in zip(outputs, texts, strict=True)]
 
