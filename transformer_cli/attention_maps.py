@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from transformer_cli.data.batching import source_tensor
-from transformer_cli.data.tokenizer import BOS_ID, EOS_ID
+from transformer_cli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from transformer_cli.decode import max_output_lengths
 from transformer_cli.errors import TcliError
 from transformer_cli.files import atomic_write_text
 from transformer_cli.model import AttentionMaps
@@ -39,7 +40,8 @@ class SentenceAttention:
     translation: str
     source_pieces: list[str]  # the source pieces + </s>: encoder positions
     input_pieces: list[str]  # <s> + the output pieces: what each decoder position reads
-    output_pieces: list[str]  # the output pieces + </s>: what each decoder position produces
+    output_pieces: list[str]  # the output pieces + </s> (unless cut by the length limit): what
+    # each decoder position produces
     maps: AttentionMaps  # per layer, batch dimension 1
 
     def weights(self, kind: Kind, layer: int) -> torch.Tensor:
@@ -69,6 +71,7 @@ def attention_of_translations(
     outputs = translator.best_outputs(src_ids, batch_size, progress)
     translations = translator.detokenize(outputs)
     records: list[SentenceAttention | None] = []
+    model, d = translator.model, translator.decode
     for number, (text, ids, output, translation) in enumerate(
         zip(sentences, src_ids, outputs, translations, strict=True), start=1
     ):
@@ -76,9 +79,12 @@ def attention_of_translations(
             records.append(None)
             continue
         src = source_tensor([ids]).to(translator.device)  # (1, src_len)
-        tgt_in = torch.tensor([[BOS_ID, *output]], device=translator.device)  # (1, tgt_len)
+        # An output cut by the length limit has no </s>: its last token is the last prediction.
+        limit = max_output_lengths(src, PAD_ID, d.max_len_a, d.max_len_b, model.max_length)
+        produced = [*output, EOS_ID] if len(output) < int(limit[0]) else output
+        tgt_in = torch.tensor([[BOS_ID, *produced[:-1]]], device=translator.device)
         with torch.no_grad():
-            maps = translator.model.attention(src, tgt_in)
+            maps = model.attention(src, tgt_in)
         records.append(
             SentenceAttention(
                 number,
@@ -86,7 +92,7 @@ def attention_of_translations(
                 translation,
                 [source.pieces[i] for i in src[0].tolist()],
                 [target.pieces[i] for i in tgt_in[0].tolist()],
-                [target.pieces[i] for i in [*output, EOS_ID]],
+                [target.pieces[i] for i in produced],
                 maps,
             )
         )
