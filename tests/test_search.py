@@ -276,6 +276,17 @@ def test_force_decoding_scores_equal_the_beam_log_probabilities(run_dir):
     assert scored == pytest.approx([hypotheses[i].log_prob for i in same], abs=1e-4)
 
 
+def test_a_blank_source_is_scored_as_the_source_that_is_just_eos(run_dir):
+    run = load_run(run_dir, device="cpu")
+    target = "Der Hund schläft."
+    (scored,) = run.score([""], [target])
+    ids = run.tokenizers.target.encode([target])[0]
+    logits = run.model(torch.tensor([[EOS_ID]]), torch.tensor([[BOS_ID, *ids]]))
+    expected = logits.log_softmax(-1)[0].gather(-1, torch.tensor([*ids, EOS_ID])[:, None]).sum()
+    assert scored < 0 and scored == pytest.approx(float(expected), abs=1e-4)
+    assert run.score(["", "A dog."], [target, target])[0] == pytest.approx(scored, abs=1e-4)
+
+
 def test_cli_beam_nbest_and_score(run_dir, corpus, tmp_path):
     beam = tcli(
         "translate", run_dir, "--beam", "5", "--device", "cpu", stdin="The dog sleeps.\n\nA cat.\n"

@@ -31,7 +31,7 @@ from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
 from transformer_cli.schedule import learning_rate
 from transformer_cli.train import resume, train
-from transformer_cli.trainer import accumulate_gradients
+from transformer_cli.trainer import Validator, accumulate_gradients
 
 
 def _train_losses(run_dir: Path) -> dict[int, float]:
@@ -188,6 +188,38 @@ def test_early_stopping_after_patience_validations_without_improvement(corpus, t
     train(first, tmp_path / "resumed", device="cpu")
     result = resume(tmp_path / "resumed", ["train.max_steps=100"], device="cpu")
     assert (result.stop_reason, result.steps, result.best_step) == ("early_stopping", 6, 2)
+
+
+def test_an_extra_validation_at_a_stop_changes_neither_best_nor_patience(
+    corpus, tmp_path, monkeypatch
+):
+    def scripted(bleus: list[float]) -> None:  # the validation BLEU of each call, in order
+        scores = iter(bleus)
+        result = lambda _: {"loss": 1.0, "ppl": 2.718, "bleu": next(scores), "chrf": 0.0}  # noqa: E731
+        monkeypatch.setattr(Validator, "run", result)
+
+    config = tiny_config(corpus, max_steps=40, eval_every=4, early_stopping_patience=2)
+    scripted([10, 20, 15, 12])  # steps 4, 8, 12, 16: best at 8, then two without a better one
+    straight = train(config, tmp_path / "straight", device="cpu")
+    assert (straight.stop_reason, straight.steps, straight.best_step) == ("early_stopping", 16, 8)
+
+    # Stopped at step 6, whose extra validation scores better than anything, then resumed.
+    first = config.model_copy(deep=True)
+    first.train.max_steps = 6
+    scripted([10, 50, 20, 15, 12])  # steps 4, 6 (the stop), 8, 12, 16
+    train(first, tmp_path / "resumed", device="cpu")
+    resumed = resume(tmp_path / "resumed", ["train.max_steps=40"], device="cpu")
+    assert (resumed.stop_reason, resumed.steps, resumed.best_step, resumed.best_value) == (
+        "early_stopping", 16, 8, 20,
+    )  # fmt: skip
+    for run in ("straight", "resumed"):
+        assert load_run(tmp_path / run, device="cpu").checkpoint_metadata["step"] == "8"
+
+
+def test_a_stop_before_any_scheduled_validation_still_leaves_a_best_checkpoint(corpus, tmp_path):
+    result = train(tiny_config(corpus, max_steps=3, eval_every=10), tmp_path / "r", device="cpu")
+    assert result.best_step == 3
+    assert load_run(tmp_path / "r", device="cpu").checkpoint_metadata["step"] == "3"
 
 
 def test_best_checkpoint_by_loss(corpus, tmp_path):

@@ -128,7 +128,8 @@ class Translator:
     def score(
         self, sources: Sequence[str], targets: Sequence[str], batch_size: int | None = None
     ) -> list[float]:
-        """The model's log-probability of each target (+ EOS) given its source (force decoding)."""
+        """The model's log-probability of each target (+ EOS) given its source (force decoding);
+        a blank source is scored too, as the source that is just EOS."""
         tgt_ids = self.tokenizers.target.encode(targets)
         self._check_lengths(tgt_ids, "target")
         scores = self._each_batch(
@@ -136,8 +137,9 @@ class Translator:
             batch_size,
             False,
             lambda src, rows: score_targets(self.model, src, [tgt_ids[i] for i in rows]),
+            skip_blank=False,
         )
-        return [0.0 if s is None else s for s in scores]
+        return [float(s) for s in scores]
 
     def _each_batch(
         self,
@@ -145,13 +147,16 @@ class Translator:
         batch_size: int | None,
         progress: bool,
         run: Callable[[torch.Tensor, list[int]], list[T]],
+        skip_blank: bool = True,
     ) -> list[T | None]:
         """Call run(src tensor, sentence indices) on batches of similar-length sentences and
-        return its per-sentence results in input order (None for blank sentences)."""
+        return its per-sentence results in input order (None for blank sentences, unless
+        `skip_blank` is False)."""
         batch_size = batch_size or self.decode.batch_size
         self._check_lengths(src_ids, "input")
         # Sentences of similar length decode together: less padding, fewer wasted steps.
-        order = sorted((i for i, seq in enumerate(src_ids) if seq), key=lambda i: len(src_ids[i]))
+        kept = (i for i, seq in enumerate(src_ids) if seq or not skip_blank)
+        order = sorted(kept, key=lambda i: len(src_ids[i]))
         results: list[T | None] = [None] * len(src_ids)
         was_training = self.model.training
         self.model.eval()

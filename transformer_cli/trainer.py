@@ -136,6 +136,7 @@ class Trainer:
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_value: float | None = None
         self.best_step = self.bad_validations = 0
+        self.best_saved: tuple[float | None, int] = (None, 0)  # what best.safetensors holds
         self.elapsed_before, self.validation_seconds, self.step_seconds = 0.0, 0.0, 0.0
         if state is not None:
             self._load_state(state)
@@ -194,15 +195,15 @@ class Trainer:
                 f"Resume with: {self._resume_command()}",
                 signal.Signals[reason],
             )
-        self.best_value, self.best_step = world.from_main((self.best_value, self.best_step))
+        best_value, best_step = world.from_main(self.best_saved)
         result = TrainResult(
             run_dir=self.run_dir,
             steps=self.step,
             minutes=records.elapsed() / 60,
             stop_reason=reason,
             best_metric=cfg.best_metric,
-            best_value=self.best_value,
-            best_step=self.best_step,
+            best_value=best_value,
+            best_step=best_step,
         )
         log.info("done: %s", result.summary())
         return result
@@ -266,9 +267,12 @@ class Trainer:
     def _validate(self, records: TrainingLog, scheduled: bool = True) -> bool:
         """Validate, keep the best weights; True when early stopping's patience has run out.
 
-        Only validations on the eval_every schedule count against the patience: the extra one at
-        a max_steps or max_minutes stop must not make a run that is later resumed and extended
-        stop earlier than one that never stopped.
+        Only validations on the eval_every schedule decide the best checkpoint and count against
+        the patience. The extra one at a max_steps or max_minutes stop is reported, but a run
+        stopped there and resumed with a higher limit must pick the same best checkpoint and stop
+        at the same step as one that never stopped, which never made that validation. (With no
+        best yet it does write best.safetensors, so that the run has one, and leaves the state
+        alone: the next scheduled validation replaces it, as in a run that never stopped.)
         """
         started = time.monotonic()
         with records.paused():
@@ -278,13 +282,22 @@ class Trainer:
         better = self.best_value is None or (
             value > self.best_value if self.cfg.best_metric == "bleu" else value < self.best_value
         )
-        if better:
+        if scheduled and better:
             self.best_value, self.best_step, self.bad_validations = value, self.step, 0
-            metadata = {"step": self.step, **{f"valid_{k}": v for k, v in result.items()}}
-            save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
         elif scheduled:
             self.bad_validations += 1
-        records.validation(self.step, self.epoch, result, better)
+        elif better and self.best_value is not None:
+            log.info(
+                "step %d is off the eval_every schedule: its %s %.4g beats the best (step %d), "
+                "but best.safetensors stays; use --checkpoint last for these weights",
+                self.step, self.cfg.best_metric, value, self.best_step,
+            )  # fmt: skip
+        saves_best = better and (scheduled or self.best_value is None)
+        if saves_best:
+            metadata = {"step": self.step, **{f"valid_{k}": v for k, v in result.items()}}
+            save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
+            self.best_saved = (value, self.step)
+        records.validation(self.step, self.epoch, result, saves_best)
         patience = self.cfg.early_stopping_patience
         if patience and self.bad_validations >= patience:
             log.info(
@@ -310,6 +323,7 @@ class Trainer:
             "best_value": self.best_value,
             "best_step": self.best_step,
             "bad_validations": self.bad_validations,
+            "best_saved": self.best_saved,  # what best.safetensors holds: (value, step)
             "elapsed_s": self.elapsed_before,
             "validation_seconds": self.validation_seconds,
         }
@@ -336,6 +350,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.best_value, self.best_step = state["best_value"], state["best_step"]
         self.bad_validations = state["bad_validations"]
+        self.best_saved = tuple(state.get("best_saved") or (self.best_value, self.best_step))
         self.elapsed_before = state["elapsed_s"]
         self.validation_seconds = state["validation_seconds"]
 
