@@ -2,6 +2,8 @@
 
 import gzip
 import itertools
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from transformer_cli.data.tokenizer import (
     UNK_ID,
     Tokenizer,
     Tokenizers,
+    _reservoir_sample,
     train_tokenizer,
 )
 from transformer_cli.errors import DataError
@@ -202,6 +205,38 @@ def test_tokenizer_reserves_special_ids_and_round_trips(tmp_path):
     ids = tokenizer.encode(["Der kleine Hund schläft."])
     assert all(i > EOS_ID for i in ids[0])
     assert tokenizer.decode(ids) == ["Der kleine Hund schläft."]
+
+
+def _sampled_tokenizer_bytes(path: Path, seed: int) -> bytes:
+    """Train on a sample of 500 of the bundled corpus's first 3000 lines, in a fresh process."""
+    code = (
+        "import sys; from transformer_cli.data.tokenizer import train_tokenizer; "
+        "lines = open(sys.argv[1], encoding='utf-8').read().splitlines()[:3000]; "
+        "train_tokenizer(lines, sys.argv[2], vocab_size=300, input_sentence_size=500, "
+        "seed=int(sys.argv[3]))"
+    )
+    subprocess.run([sys.executable, "-c", code, TOY / "train.en", path, str(seed)], check=True)
+    return path.read_bytes()
+
+
+def test_a_sampled_corpus_trains_the_same_tokenizer_in_every_process(tmp_path):
+    first, second, other = (
+        _sampled_tokenizer_bytes(tmp_path / name, seed)
+        for name, seed in (("a.model", 1), ("b.model", 1), ("c.model", 2))
+    )
+    assert first == second  # byte for byte, from two processes
+    assert first != other  # the sample really depends on the seed
+
+
+def test_reservoir_sampling_keeps_every_sentence_equally_likely():
+    counts = Counter(
+        sentence
+        for seed in range(2000)
+        for sentence in _reservoir_sample(map(str, range(10)), 3, seed)
+    )
+    assert sorted(counts) == list(map(str, range(10)))
+    assert all(abs(count / 2000 - 0.3) < 0.04 for count in counts.values())  # 3 of 10 each
+    assert _reservoir_sample(["a", "b"], 5, 0) == ["a", "b"]
 
 
 def test_a_vocabulary_smaller_than_asked_for_is_reported(tmp_path, caplog):

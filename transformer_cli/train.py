@@ -228,6 +228,7 @@ def _train_one(
         character_coverage=tok.character_coverage,
         input_sentence_size=size,
         total=sentences,
+        seed=config.train.seed,
     )
 
 

@@ -9,6 +9,7 @@ import functools
 import io
 import itertools
 import logging
+import random
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -110,11 +111,14 @@ def train_tokenizer(
     character_coverage: float = 1.0,
     input_sentence_size: int = 0,
     total: int | None = None,
+    seed: int = 0,
 ) -> Tokenizer:
     """Train a SentencePiece model on `sentences` and save it atomically at `model_path`.
 
-    With `input_sentence_size` > 0, SentencePiece keeps a random sample of that many sentences
-    while it reads (a reservoir), so any amount of text trains in bounded memory.
+    With `input_sentence_size` > 0, a random sample of that many sentences is kept while reading
+    (a reservoir), so any amount of text trains in bounded memory. The sample is drawn here, from
+    `seed`: SentencePiece's own sampling cannot be seeded from Python (its
+    set_random_generator_seed leaves it different from one process to the next).
     """
     model = io.BytesIO()
     reading = tqdm(
@@ -126,7 +130,10 @@ def train_tokenizer(
         # SentencePiece's C++ turns an exception raised while it reads into an opaque
         # RuntimeError; keep the original (a DataError naming the file and line) to raise it.
         try:
-            yield from reading
+            if input_sentence_size > 0:  # read it all into the sample first
+                yield from _reservoir_sample(reading, input_sentence_size, seed)
+            else:
+                yield from reading
         except Exception as err:
             failures.append(err)
 
@@ -137,6 +144,9 @@ def train_tokenizer(
             vocab_size=vocab_size,
             model_type=model_type,
             character_coverage=character_coverage,
+            # Our sample never holds more than this, so SentencePiece drops none of it; passing
+            # it keeps SentencePiece's reading (and the vocabularies of unsampled corpora) as
+            # they were.
             input_sentence_size=input_sentence_size,
             shuffle_input_sentence=True,
             pad_id=PAD_ID,
@@ -166,6 +176,19 @@ def train_tokenizer(
             tokenizer.vocab_size,
         )
     return tokenizer
+
+
+def _reservoir_sample(sentences: Iterable[str], size: int, seed: int) -> list[str]:
+    """A uniform random sample of `size` sentences (all of them if there are fewer), in one pass:
+    Algorithm R, the same sample for the same seed."""
+    generator = random.Random(seed)
+    sample: list[str] = []
+    for seen, sentence in enumerate(sentences):
+        if seen < size:
+            sample.append(sentence)
+        elif (slot := generator.randrange(seen + 1)) < size:
+            sample[slot] = sentence
+    return sample
 
 
 def copy_tokenizer(source: str | Path, destination: Path, key: str) -> Tokenizer:
