@@ -107,6 +107,16 @@ def test_eval_json_scores_the_configured_test_set(run_dir):
     assert scores["chrf_signature"].startswith("nrefs:1|")
 
 
+def test_eval_names_its_bleu_tokenizer_and_takes_another(run_dir):
+    default = json.loads(tcli("eval", run_dir, "--json", "--device", "cpu").stdout)
+    assert "|tok:13a|" in default["bleu_signature"]  # a German target
+    chars = tcli("eval", run_dir, "--json", "--bleu-tokenize", "char", "--device", "cpu")
+    assert "|tok:char|" in json.loads(chars.stdout)["bleu_signature"]
+    bad = tcli("eval", run_dir, "--bleu-tokenize", "words", "--device", "cpu", check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "eval.bleu_tokenize: sacreBLEU has no tokenizer 'words'" in bad.stderr
+
+
 def test_eval_plain_output_and_existing_hypotheses(run_dir, corpus, tmp_path):
     plain = tcli("eval", run_dir, "--src", corpus / "valid.en", "--ref", corpus / "valid.de")
     assert plain.stdout.startswith("BLEU = ")

@@ -336,11 +336,20 @@ def evaluate(
     beam: BeamOption = None,
     greedy: GreedyOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    bleu_tokenize: Annotated[
+        str | None,
+        typer.Option(
+            "--bleu-tokenize",
+            help="sacreBLEU's BLEU tokenizer (13a, intl, zh, ja-mecab, ko-mecab, char, ...) "
+            "[default: eval.bleu_tokenize, else sacreBLEU's choice for the target language; "
+            "13a with --hyp].",
+        ),
+    ] = None,
 ) -> None:
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
     from transformer_cli.config import ParallelFiles
     from transformer_cli.data.corpus import describe, read_pairs
-    from transformer_cli.evaluate import score
+    from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
     from transformer_cli.run import load_run
 
     if hyp is not None:
@@ -350,6 +359,7 @@ def evaluate(
                 "tcli eval --hyp out.de --ref ref.de"
             )
         hypotheses, references = read_pairs(ParallelFiles(src=str(hyp), tgt=str(ref)))
+        tokenize = bleu_tokenize or "13a"
     else:
         if run_dir is None:
             raise TcliError("give a RUN_DIR to translate and score, or --hyp FILE --ref FILE")
@@ -357,6 +367,11 @@ def evaluate(
             raise TcliError("--src and --ref go together (omit both to use the config's test set)")
         run = load_run(run_dir, device, checkpoint)
         _choose_search(run, beam, greedy)
+        eval_config = run.config.eval
+        tokenize = bleu_tokenizer(
+            run.config.data.tgt_lang, bleu_tokenize or eval_config.bleu_tokenize
+        )
+        bleu_metric(tokenize)  # a tokenizer that needs missing packages: say so before translating
         if src is None:
             files, key = run.config.data.test, "data.test"
         else:
@@ -369,7 +384,7 @@ def evaluate(
             file=sys.stderr,
         )
         hypotheses = run.translate(sources, progress=True)
-    scores = score(hypotheses, references)
+    scores = score(hypotheses, references, tokenize)
     if as_json:
         print(json.dumps(scores.as_dict()))
     else:

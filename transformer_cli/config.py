@@ -238,12 +238,26 @@ class DecodeConfig(_Section):
     )
 
 
+class EvalConfig(_Section):
+    bleu_tokenize: (
+        Literal[
+            "13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "none", "flores101", "flores200"
+        ]
+        | None
+    ) = Field(
+        None,
+        description="sacreBLEU's BLEU tokenizer; null: its choice for data.tgt_lang (zh, "
+        "ja-mecab, ko-mecab, else 13a)",
+    )
+
+
 class Config(_Section):
     data: DataConfig
     tokenizer: TokenizerConfig
     model: ModelConfig
     train: TrainConfig
     decode: DecodeConfig
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _sections_agree(self) -> "Config":

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from transformer_cli.errors import DataError
+from transformer_cli.errors import ConfigError, DataError
 
 
 @dataclass
@@ -22,15 +22,43 @@ class Scores:
         return asdict(self)
 
 
-def score(hypotheses: Sequence[str], references: Sequence[str]) -> Scores:
-    """Corpus BLEU and chrF of `hypotheses` against one reference each, exactly as sacreBLEU."""
+# sacreBLEU's recommended BLEU tokenizers for the languages 13a cannot split into words.
+BLEU_TOKENIZERS = {"zh": "zh", "ja": "ja-mecab", "ko": "ko-mecab"}
+
+
+def bleu_tokenizer(tgt_lang: str | None, tokenize: str | None = None) -> str:
+    """`tokenize` if given, else sacreBLEU's choice for the target language (13a for most)."""
+    return tokenize or BLEU_TOKENIZERS.get((tgt_lang or "").lower().split("-")[0], "13a")
+
+
+def bleu_metric(tokenize: str) -> BLEU:
+    """sacreBLEU's BLEU with this tokenizer, or a one-line error when it needs packages that are
+    not installed (ja-mecab and ko-mecab)."""
+    try:
+        return BLEU(tokenize=tokenize)
+    except KeyError:
+        raise ConfigError(
+            f"eval.bleu_tokenize: sacreBLEU has no tokenizer {tokenize!r} (13a, intl, zh, "
+            "ja-mecab, ko-mecab, char, none, flores101, flores200)"
+        ) from None
+    except RuntimeError as err:
+        install = str(err).strip().splitlines()[-1].strip()
+        raise ConfigError(
+            f"eval.bleu_tokenize: BLEU's {tokenize} tokenizer needs more packages ({install}), "
+            "or choose another (13a, intl, char, ...)"
+        ) from None
+
+
+def score(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> Scores:
+    """Corpus BLEU (with sacreBLEU's `tokenize` tokenizer) and chrF of `hypotheses` against one
+    reference each, exactly as sacreBLEU."""
     if len(hypotheses) != len(references):
         raise DataError(
             f"{len(hypotheses)} hypotheses but {len(references)} references; they must be aligned"
         )
     if not hypotheses:
         raise DataError("nothing to score: no sentences")
-    bleu, chrf = BLEU(), CHRF()
+    bleu, chrf = bleu_metric(tokenize), CHRF()
     bleu_score = bleu.corpus_score(list(hypotheses), [list(references)])
     chrf_score = chrf.corpus_score(list(hypotheses), [list(references)])
     return Scores(

@@ -37,7 +37,7 @@ from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
 from transformer_cli.errors import Interrupted
-from transformer_cli.evaluate import score
+from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
 from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
@@ -129,8 +129,9 @@ class Trainer:
             )  # fmt: skip
         if world.is_main:  # rank 0 validates alone
             translator = Translator(model, data.tokenizers, config.decode, device)
+            tokenize = bleu_tokenizer(config.data.tgt_lang, config.eval.bleu_tokenize)
             self.validator = Validator(
-                translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens
+                translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens, tokenize
             )
         # Counters: optimizer steps taken; the next batch is batches(epoch)[batch_index].
         self.step, self.epoch, self.batch_index = 0, 0, 0
@@ -420,9 +421,16 @@ class Validator:
     """Validation loss, perplexity, BLEU and chrF, translating with `tcli translate`'s code."""
 
     def __init__(
-        self, translator: Translator, sources: list[str], references: list[str], batch_tokens: int
+        self,
+        translator: Translator,
+        sources: list[str],
+        references: list[str],
+        batch_tokens: int,
+        tokenize: str = "13a",
     ) -> None:
         self.translator, self.sources, self.references = translator, sources, references
+        bleu_metric(tokenize)  # its packages are checked now, not at the first validation
+        self.tokenize = tokenize
         src = flatten(translator.tokenizers.source.encode(sources))
         tgt = flatten(translator.tokenizers.target.encode(references))
         lengths = pair_lengths(np.diff(src[1]), np.diff(tgt[1]))
@@ -445,7 +453,7 @@ class Validator:
 
     def run(self) -> dict[str, float]:
         loss = self.loss()
-        scores = score(self.translator.translate(self.sources), self.references)
+        scores = score(self.translator.translate(self.sources), self.references, self.tokenize)
         return {
             "loss": round(loss, 4),
             "ppl": round(math.exp(min(loss, 100.0)), 3),
