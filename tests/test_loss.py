@@ -10,7 +10,7 @@ from transformer_cli.loss import linear_cross_entropy, sequence_loss
 from transformer_cli.model import Transformer, TransformerConfig
 
 
-def test_loss_is_label_smoothed_cross_entropy_over_non_pad_targets():
+def test_loss_is_cross_entropy_over_non_pad_targets_smoothed_over_outputs_only():
     torch.manual_seed(4)
     config = TransformerConfig(
         src_vocab_size=7, tgt_vocab_size=7, d_model=8, n_heads=2, n_encoder_layers=1,
@@ -26,8 +26,9 @@ def test_loss_is_label_smoothed_cross_entropy_over_non_pad_targets():
             if batch.tgt_out[b, t] == 0:  # PAD is not scored
                 continue
             log_probs = logits[b, t].log_softmax(-1)
+            outputs = log_probs[[1, 3, 4, 5, 6]]  # smoothing skips PAD (0) and BOS (2)
             expected += (
-                -(1 - smoothing) * log_probs[batch.tgt_out[b, t]] - smoothing * log_probs.mean()
+                -(1 - smoothing) * log_probs[batch.tgt_out[b, t]] - smoothing * outputs.mean()
             )
     assert int((batch.tgt_out == 0).sum()) == 1
     torch.testing.assert_close(sequence_loss(model, batch, smoothing), expected)
@@ -51,6 +52,31 @@ def test_fused_loss_and_gradients_equal_autograd_through_full_logits(
     expected = torch.autograd.grad(reference * 1.7, (hidden, weight, bias))
     fused = linear_cross_entropy(hidden, weight, bias, targets, smoothing)
     got = torch.autograd.grad(fused * 1.7, (hidden, weight, bias))  # a scaled loss, as / tokens
+    torch.testing.assert_close(fused, reference)
+    for name, g, e in zip(("hidden", "weight", "bias"), got, expected, strict=True):
+        torch.testing.assert_close(g, e, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 21, 50])
+def test_smoothing_that_excludes_ids_equals_a_hand_built_target_distribution(
+    monkeypatch, chunk_elements
+):
+    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", chunk_elements)
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(23, 8, generator=gen, requires_grad=True)
+    weight = torch.randn(9, 8, generator=gen, requires_grad=True)
+    bias = torch.randn(9, generator=gen, requires_grad=True)
+    targets = torch.randint(3, 9, (23,), generator=gen)
+    smoothing, excluded = 0.2, (0, 2)
+    target_distribution = torch.full((23, 9), smoothing / 7)  # 9 ids, 2 never output
+    target_distribution[:, list(excluded)] = 0.0
+    target_distribution[torch.arange(23), targets] += 1 - smoothing
+    assert torch.allclose(target_distribution.sum(-1), torch.ones(23))
+    log_probs = (hidden @ weight.t() + bias).log_softmax(-1)
+    reference = -(target_distribution * log_probs).sum()
+    expected = torch.autograd.grad(reference, (hidden, weight, bias))
+    fused = linear_cross_entropy(hidden, weight, bias, targets, smoothing, None, excluded)
+    got = torch.autograd.grad(fused, (hidden, weight, bias))
     torch.testing.assert_close(fused, reference)
     for name, g, e in zip(("hidden", "weight", "bias"), got, expected, strict=True):
         torch.testing.assert_close(g, e, msg=f"gradient of {name}")

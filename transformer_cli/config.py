@@ -176,7 +176,9 @@ class TrainConfig(_Section):
     )
     warmup_steps: int = Field(ge=0, description="steps of linear learning-rate warmup")
     label_smoothing: float = Field(
-        ge=0, lt=1, description="label smoothing of the cross-entropy loss"
+        ge=0,
+        lt=1,
+        description="label smoothing of the loss, spread over all outputs but PAD and BOS",
     )
     seed: int = Field(
         ge=0, lt=2**32, description="seed for parameter initialisation, dropout and batch order"

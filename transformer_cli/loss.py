@@ -1,5 +1,8 @@
 """The training loss: label-smoothed cross entropy over the real (non-padding) target tokens.
 
+Label smoothing spreads its share over the tokens the model can output, not PAD and BOS (as
+OpenNMT does): no search ever produces them, so probability taught onto them is wasted.
+
 The vocabulary projection and the loss are fused into one function that never holds the whole
 (target tokens, vocabulary) logits: it projects a chunk of rows at a time, and because the loss
 is the end of the graph it computes that chunk's gradient right away (softmax minus the smoothed
@@ -12,10 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from transformer_cli.data.batching import Batch
-from transformer_cli.data.tokenizer import PAD_ID
+from transformer_cli.data.tokenizer import BOS_ID, PAD_ID
 from transformer_cli.model import Transformer
 
 CHUNK_ELEMENTS = 1 << 21  # logits per chunk: 8 MiB in fp32, small enough to stay cached
+NEVER_OUTPUT = (PAD_ID, BOS_ID)  # label smoothing gives these no probability
 
 
 class TeacherForcedLoss(nn.Module):
@@ -52,6 +56,7 @@ def sequence_loss(
         batch.tgt_out[real],
         label_smoothing,
         compute_dtype,
+        NEVER_OUTPUT,
     )
 
 
@@ -62,15 +67,17 @@ def linear_cross_entropy(
     targets: Tensor,
     label_smoothing: float = 0.0,
     compute_dtype: torch.dtype | None = None,
+    excluded: tuple[int, ...] = (),
 ) -> Tensor:
     """sum over rows of CE(softmax(hidden @ weightᵀ + bias), smoothed one-hot(targets)).
 
     hidden: (rows, d), weight: (vocab, d), bias: (vocab,), targets: (rows,). The smoothed target
-    puts 1 - label_smoothing on the target and spreads label_smoothing evenly over the whole
-    vocabulary, as `F.cross_entropy(..., label_smoothing=...)` does.
+    puts 1 - label_smoothing on the target and spreads label_smoothing evenly over the
+    vocabulary less the `excluded` ids (with none excluded, as `F.cross_entropy(...,
+    label_smoothing=...)` does).
     """
     return _LinearCrossEntropy.apply(
-        hidden, weight, bias, targets, label_smoothing, compute_dtype or hidden.dtype
+        hidden, weight, bias, targets, label_smoothing, compute_dtype or hidden.dtype, excluded
     )
 
 
@@ -84,8 +91,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         targets: Tensor,
         label_smoothing: float,
         compute_dtype: torch.dtype,
+        excluded: tuple[int, ...],
     ) -> Tensor:
         rows, vocab = hidden.size(0), weight.size(0)
+        spread = label_smoothing / (vocab - len(excluded))  # each smoothed token's share
+        excluded_ids = torch.tensor(excluded, dtype=torch.long, device=hidden.device)
         needs_grad = any(ctx.needs_input_grad[:3])
         w = weight.to(compute_dtype)
         b = bias.to(compute_dtype)
@@ -100,18 +110,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
             t = targets[start : start + chunk]
             logits = torch.addmm(b, h, w.t()).float()  # (n, vocab)
             lse = logits.logsumexp(dim=-1)  # (n,)
-            # -log q(y) smoothed: (1 - eps) (lse - z_y) + eps/V sum_v (lse - z_v)
+            # -sum_v q(v) log p(v) with q = (1 - eps) one-hot(y) + eps/|A| on the allowed ids A:
+            # (1 - eps) (lse - z_y) + eps/|A| sum_{v in A} (lse - z_v)
             target_logit = logits.gather(1, t[:, None]).squeeze(1)
             loss = lse - (1 - label_smoothing) * target_logit
             if label_smoothing:
-                loss = loss - label_smoothing / vocab * logits.sum(dim=-1)
+                allowed_sum = logits.sum(dim=-1) - logits[:, excluded_ids].sum(dim=-1)
+                loss = loss - spread * allowed_sum
             total += loss.sum()
             if not needs_grad:
                 continue
             # d loss / d logits = softmax(logits) - smoothed target, computed in place.
             grad = logits.sub_(lse[:, None]).exp_()
             if label_smoothing:
-                grad.sub_(label_smoothing / vocab)
+                grad.sub_(spread)
+                grad[:, excluded_ids] += spread  # no share for the excluded ids
             grad.scatter_add_(
                 1, t[:, None], torch.full_like(target_logit[:, None], label_smoothing - 1)
             )
@@ -134,6 +147,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden * grad_output.to(grad_hidden.dtype),
             (grad_weight * grad_output).to(weight_dtype),
             (grad_bias * grad_output).to(bias_dtype),
+            None,
             None,
             None,
             None,
