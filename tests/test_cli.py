@@ -153,6 +153,16 @@ def test_average_of_the_last_checkpoints_is_usable_by_eval_and_translate(run_dir
     _assert_one_line_error(too_many, "--last 3", "has 2 step checkpoint(s)")
 
 
+def test_average_out_replaces_an_existing_file_only_when_asked(run_dir, tmp_path):
+    target = tmp_path / "mine.safetensors"
+    target.write_bytes(b"precious")
+    refused = tcli("average", run_dir, "--last", "2", "--out", target, check=False)
+    _assert_one_line_error(refused, f"--out {target} already exists", "--overwrite")
+    assert target.read_bytes() == b"precious"
+    tcli("average", run_dir, "--last", "2", "--out", target, "--overwrite")
+    assert target.read_bytes() != b"precious"
+
+
 def test_tensorboard_gets_the_same_scalars_as_metrics_jsonl(config_file, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -134,9 +134,17 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
     atomic_write(out, lambda tmp: safetensors.torch.save_file(averaged, str(tmp), metadata))
 
 
-def average_last(run_dir: str | Path, last: int, out: str | Path | None = None) -> Path:
-    """Average the newest `last` step checkpoints of a run; returns the file written."""
+def average_last(
+    run_dir: str | Path, last: int, out: str | Path | None = None, overwrite: bool = False
+) -> Path:
+    """Average the newest `last` step checkpoints of a run; returns the file written.
+
+    A file of the user's choosing (`out`) is replaced only with `overwrite`; the default one in
+    checkpoints/ is derived from the run and always rewritten.
+    """
     run_dir = Path(run_dir)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise RunError(f"--out {out} already exists; add --overwrite to replace it")
     directory = run_dir / "checkpoints"
     if not directory.is_dir():
         raise RunError(f"{run_dir} is not a tcli run directory (no checkpoints/)")

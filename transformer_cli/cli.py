@@ -465,6 +465,9 @@ def average(
             help="Output file [default: RUN_DIR/checkpoints/average-last-N.safetensors].",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the --out file if it exists.")
+    ] = False,
 ) -> None:
     """Average the weights of the last N step checkpoints into one checkpoint.
 
@@ -472,7 +475,7 @@ def average(
     """
     from transformer_cli.checkpoint import average_last
 
-    path = average_last(run_dir, last, out)
+    path = average_last(run_dir, last, out, overwrite)
     print(f"wrote {path}")
 
 
