@@ -163,6 +163,23 @@ def test_average_out_replaces_an_existing_file_only_when_asked(run_dir, tmp_path
     assert target.read_bytes() != b"precious"
 
 
+def test_eval_of_two_empty_files_names_them(tmp_path):
+    hyp, ref = tmp_path / "hyp.de", tmp_path / "ref.de"
+    hyp.write_text("")
+    ref.write_text("")
+    result = tcli("eval", "--hyp", hyp, "--ref", ref, check=False)
+    _assert_one_line_error(result, f"{hyp} / {ref}: both files are empty")
+
+
+def test_a_vocabulary_too_small_for_the_characters_names_the_key(config_file, tmp_path):
+    args = ("train", config_file, "--out", tmp_path / "r", "--set", "tokenizer.vocab_size=10")
+    result = tcli(*args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]  # after the log line saying what it trains
+    assert error.startswith("tcli: error: tokenizer.vocab_size=10: SentencePiece training failed")
+    assert "src/" not in error and "tokenizer.character_coverage" in error
+
+
 def test_tensorboard_gets_the_same_scalars_as_metrics_jsonl(config_file, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -349,6 +349,7 @@ def evaluate(
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
     from transformer_cli.config import ParallelFiles
     from transformer_cli.data.corpus import describe, read_pairs
+    from transformer_cli.errors import DataError
     from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
     from transformer_cli.run import load_run
 
@@ -358,7 +359,8 @@ def evaluate(
                 "--hyp scores existing output: use it with --ref only, e.g. "
                 "tcli eval --hyp out.de --ref ref.de"
             )
-        hypotheses, references = read_pairs(ParallelFiles(src=str(hyp), tgt=str(ref)))
+        files = ParallelFiles(src=str(hyp), tgt=str(ref))
+        hypotheses, references = read_pairs(files)
         tokenize = bleu_tokenize or "13a"
     else:
         if run_dir is None:
@@ -384,6 +386,8 @@ def evaluate(
             file=sys.stderr,
         )
         hypotheses = run.translate(sources, progress=True)
+    if not references:
+        raise DataError(f"{describe(files)}: both files are empty; nothing to score")
     scores = score(hypotheses, references, tokenize)
     if as_json:
         print(json.dumps(scores.as_dict()))

@@ -161,8 +161,13 @@ def train_tokenizer(
     except RuntimeError as err:
         if failures:
             raise failures[0] from None
-        message = str(err).strip().splitlines()[-1]
-        raise ConfigError(f"tokenizer: SentencePiece training failed: {message}") from None
+        # "INTERNAL: src/trainer_interface.cc(638) [check] Vocabulary size is smaller...": the
+        # sentence after the C++ check, in the config's terms
+        message = str(err).strip().splitlines()[-1].split("] ", 1)[-1]
+        message = message.replace("--character_coverage option", "tokenizer.character_coverage")
+        raise ConfigError(
+            f"tokenizer.vocab_size={vocab_size}: SentencePiece training failed: {message}"
+        ) from None
     finally:
         reading.close()
     if failures:
