@@ -222,6 +222,23 @@ def test_a_stop_before_any_scheduled_validation_still_leaves_a_best_checkpoint(c
     assert load_run(tmp_path / "r", device="cpu").checkpoint_metadata["step"] == "3"
 
 
+def test_validation_lines_past_learned_positions_are_left_out_and_counted(corpus, tmp_path, caplog):
+    valid = tmp_path / "valid"
+    valid.mkdir()
+    for lang in ("en", "de"):
+        lines = (corpus / f"valid.{lang}").read_text(encoding="utf-8").splitlines()
+        long_line = " ".join(["the dog sees the cat"] * 20)  # far past 96 positions
+        (valid / f"valid.{lang}").write_text("\n".join([*lines, long_line]) + "\n", "utf-8")
+    config = tiny_config(corpus, max_steps=4, eval_every=4).model_copy(deep=True)
+    config.data.valid = ParallelFiles(src=str(valid / "valid.en"), tgt=str(valid / "valid.de"))
+    config.model.positional, config.model.max_positions, config.data.max_len = "learned", 96, 80
+    caplog.set_level("WARNING", logger="transformer_cli")
+    result = train(config, tmp_path / "run", device="cpu")
+    assert result.steps == 4
+    assert "data.valid: 1 of 21 pairs have a side longer than 95 tokens" in caplog.text
+    assert "validating on the other 20" in caplog.text
+
+
 def test_best_checkpoint_by_loss(corpus, tmp_path):
     result = train(
         tiny_config(corpus, max_steps=40, eval_every=20, best_metric="loss"),

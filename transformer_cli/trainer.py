@@ -36,7 +36,7 @@ from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
-from transformer_cli.errors import Interrupted
+from transformer_cli.errors import DataError, Interrupted
 from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
 from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
@@ -428,11 +428,29 @@ class Validator:
         batch_tokens: int,
         tokenize: str = "13a",
     ) -> None:
-        self.translator, self.sources, self.references = translator, sources, references
         bleu_metric(tokenize)  # its packages are checked now, not at the first validation
         self.tokenize = tokenize
-        src = flatten(translator.tokenizers.source.encode(sources))
-        tgt = flatten(translator.tokenizers.target.encode(references))
+        src_ids = translator.tokenizers.source.encode(sources)
+        tgt_ids = translator.tokenizers.target.encode(references)
+        limit = translator.model.max_length  # learned positions place this many at most
+        if limit is not None:
+            kept = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
+                    if max(len(s), len(t)) + 1 <= limit]  # fmt: skip
+            if len(kept) < len(sources):
+                log.warning(
+                    "data.valid: %d of %d pairs have a side longer than %d tokens, which "
+                    "model.max_positions=%d cannot place; validating on the other %d",
+                    len(sources) - len(kept), len(sources), limit - 1, limit, len(kept),
+                )  # fmt: skip
+            if not kept:
+                raise DataError(
+                    f"data.valid: every pair has a side longer than {limit - 1} tokens, which "
+                    f"model.max_positions={limit} cannot place"
+                )
+            sources, references = [sources[i] for i in kept], [references[i] for i in kept]
+            src_ids, tgt_ids = [src_ids[i] for i in kept], [tgt_ids[i] for i in kept]
+        self.translator, self.sources, self.references = translator, sources, references
+        src, tgt = flatten(src_ids), flatten(tgt_ids)
         lengths = pair_lengths(np.diff(src[1]), np.diff(tgt[1]))
         sampler = TokenBatchSampler(lengths, batch_tokens, shuffle=False)
         self.batches = [Batch.from_arrays(src, tgt, rows) for rows in sampler.batches()]
