@@ -163,6 +163,19 @@ def test_average_out_replaces_an_existing_file_only_when_asked(run_dir, tmp_path
     assert target.read_bytes() != b"precious"
 
 
+def test_translate_checks_its_output_path_before_translating(run_dir, tmp_path):
+    a_file = tmp_path / "src.en"
+    a_file.write_text("A dog.\n")
+    into_a_file = tcli("translate", run_dir, "--output", a_file / "out.de", stdin="A dog.\n",
+                       check=False)  # fmt: skip
+    _assert_one_line_error(into_a_file, f"{a_file} is a file, not a folder")
+    missing = tmp_path / "no" / "such"
+    nowhere = tcli("translate", run_dir, "--output", missing / "out.de", stdin="A dog.\n",
+                   check=False)  # fmt: skip
+    _assert_one_line_error(nowhere, f"{missing} does not exist")
+    assert not (tmp_path / "no").exists()  # no folder created that nobody asked for
+
+
 def test_eval_of_two_empty_files_names_them(tmp_path):
     hyp, ref = tmp_path / "hyp.de", tmp_path / "ref.de"
     hyp.write_text("")

@@ -217,8 +217,8 @@ def translate(
         raise TcliError(f"--attention {attention} is a file; give a directory")
     if attention_kind not in KINDS:
         raise TcliError(f"--attention-kind {attention_kind}: choose one of {', '.join(KINDS)}")
-    if output != "-" and Path(output).is_dir():  # say so now, not after translating everything
-        raise TcliError(f"--output {output} is a directory; give a file name")
+    if output != "-":  # say so now, not after translating everything
+        _check_output_file(Path(output))
     run = load_run(run_dir, device, checkpoint)
     if attention is not None:
         from transformer_cli.plots import new_figure
@@ -257,6 +257,17 @@ def translate(
             sys.stdout.buffer.flush()
     else:
         atomic_write_text(output, "".join(f"{line}\n" for line in results))
+
+
+def _check_output_file(path: Path) -> None:
+    """--output names a file that can be written: not a folder, in a folder that exists (tcli
+    creates no folders the user did not ask for)."""
+    if path.is_dir():
+        raise TcliError(f"--output {path} is a directory; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise TcliError(f"--output {path}: {folder} {what}")
 
 
 def _choose_search(run: "Translator", beam: int | None, greedy: bool) -> None:
