@@ -1,9 +1,11 @@
 """Config loading: the shipped configs validate; every mistake is one line naming the key."""
 
+import itertools
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from transformer_cli.config import config_reference, load_config, validate_config
 from transformer_cli.errors import ConfigError
@@ -177,3 +179,29 @@ def test_resolved_config_round_trips_through_yaml():
 def test_readme_config_reference_matches_the_schema():
     readme = (CONFIGS.parent / "README.md").read_text(encoding="utf-8")
     assert config_reference() in readme, "run: python scripts/sync_readme_config.py"
+
+
+def test_a_misspelt_required_key_names_both_problems_and_the_close_match(tmp_path):
+    raw = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())
+    raw["model"]["d_modle"] = raw["model"].pop("d_model")
+    with pytest.raises(ConfigError) as caught:
+        validate_config(raw, source="typo.yaml")
+    assert str(caught.value).startswith(
+        "typo.yaml: model.d_modle: unknown key; did you mean model.d_model?"
+    )
+    assert str(caught.value).endswith("; model.d_model: missing required key")
+
+
+def test_the_readmes_config_error_examples_are_what_tcli_prints():
+    readme = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    examples = [
+        (command, printed)
+        for command, printed in itertools.pairwise(readme)
+        if command.startswith("$ tcli train configs/toy.yaml --set ")
+    ]
+    assert len(examples) >= 2
+    for command, printed in examples:
+        overrides = command.split("--set ")[1:]
+        with pytest.raises(ConfigError) as caught:
+            load_config(REPO / "configs" / "toy.yaml", [o.strip() for o in overrides])
+        assert printed == f"tcli: error: {caught.value}".replace(str(REPO) + "/", "")

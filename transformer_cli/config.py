@@ -369,19 +369,21 @@ def apply_override(raw: dict[str, Any], item: str) -> str:
 def validate_config(
     raw: dict[str, Any], source: str = "config", overridden: list[str] = ()
 ) -> Config:
-    """Validate a nested dict against the schema, raising a one-line ConfigError."""
+    """Validate a nested dict against the schema, raising a one-line ConfigError that names every
+    problem (unknown keys first: a typo also makes the key it misspells missing)."""
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        errors = err.errors()
-        first = errors[0]
-        key, message = _describe(first)
-        by_set = any(
-            o == key or o.startswith(key + ".") or key.startswith(o + ".") for o in overridden
-        )
-        origin = f"--set {key}" if by_set else f"{source}: {key}"
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(f"{origin}: {message}{more}") from None
+        errors = sorted(err.errors(), key=lambda error: error["type"] != "extra_forbidden")
+        problems, in_file = [], False
+        for error in errors:
+            key, message = _describe(error)
+            by_set = any(
+                o == key or o.startswith(key + ".") or key.startswith(o + ".") for o in overridden
+            )
+            in_file |= not by_set
+            problems.append(f"{'--set ' if by_set else ''}{key}: {message}")
+        raise ConfigError(f"{source}: " * in_file + "; ".join(problems)) from None
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
