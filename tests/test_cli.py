@@ -176,6 +176,15 @@ def test_translate_checks_its_output_path_before_translating(run_dir, tmp_path):
     assert not (tmp_path / "no").exists()  # no folder created that nobody asked for
 
 
+def test_version_and_usage_lines_read_as_a_person_writes_them():
+    from transformer_cli import __version__
+
+    assert tcli("--version").stdout == f"tcli {__version__}\n"
+    for command in ("eval", "explain"):
+        usage = tcli(command, "--help").stdout.splitlines()[0]
+        assert usage == f"Usage: tcli {command} [OPTIONS] [RUN_DIR]"
+
+
 def test_eval_of_two_empty_files_names_them(tmp_path):
     hyp, ref = tmp_path / "hyp.de", tmp_path / "ref.de"
     hyp.write_text("")

@@ -27,6 +27,27 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from transformer_cli import __version__
+
+        print(f"tcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Train, run and score a from-scratch Transformer translation model."""
+
+
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 ]
@@ -331,9 +352,7 @@ def _translations(
 def evaluate(
     run_dir: Annotated[
         Path | None,
-        typer.Argument(
-            metavar="[RUN_DIR]", help="Run directory; omit to score --hyp against --ref."
-        ),
+        typer.Argument(metavar="RUN_DIR", help="Run directory; omit to score --hyp against --ref."),
     ] = None,
     src: Annotated[
         Path | None, typer.Option("--src", help="Source file [default: config's test set].")
@@ -417,7 +436,7 @@ def explain(
     run_dir: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[RUN_DIR]", help="A trained run to look inside; omit for the small examples."
+            metavar="RUN_DIR", help="A trained run to look inside; omit for the small examples."
         ),
     ] = None,
     topic: Annotated[
