@@ -281,7 +281,8 @@ def test_a_blank_source_is_scored_as_the_source_that_is_just_eos(run_dir):
     target = "Der Hund schläft."
     (scored,) = run.score([""], [target])
     ids = run.tokenizers.target.encode([target])[0]
-    logits = run.model(torch.tensor([[EOS_ID]]), torch.tensor([[BOS_ID, *ids]]))
+    with torch.no_grad():
+        logits = run.model(torch.tensor([[EOS_ID]]), torch.tensor([[BOS_ID, *ids]]))
     expected = logits.log_softmax(-1)[0].gather(-1, torch.tensor([*ids, EOS_ID])[:, None]).sum()
     assert scored < 0 and scored == pytest.approx(float(expected), abs=1e-4)
     assert run.score(["", "A dog."], [target, target])[0] == pytest.approx(scored, abs=1e-4)
