@@ -242,9 +242,9 @@ def translate(
         _check_output_file(Path(output))
     run = load_run(run_dir, device, checkpoint)
     if attention is not None:
-        from transformer_cli.plots import new_figure
+        from transformer_cli.plots import require_matplotlib
 
-        new_figure()  # matplotlib is there: say so before translating, not after
+        require_matplotlib()  # a missing extra is said before translating, not after
         layers = run.config.model.n_encoder_layers if attention_kind == "encoder" else (
             run.config.model.n_decoder_layers)  # fmt: skip
         check_selection(layers, run.config.model.n_heads, layer, head)

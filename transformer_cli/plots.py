@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def new_figure(**kwargs: Any) -> "Figure":
-    """A matplotlib Figure (no window, no backend to choose: it only ever renders to files)."""
+def require_matplotlib() -> type["Figure"]:
+    """matplotlib's Figure class, or the one-line error naming the extra that installs it."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -23,7 +23,12 @@ def new_figure(**kwargs: Any) -> "Figure":
             "pictures need matplotlib, the optional extra 'plot': "
             "pip install 'transformer-cli[plot]'"
         ) from None
-    return Figure(**kwargs)
+    return Figure
+
+
+def new_figure(**kwargs: Any) -> "Figure":
+    """A matplotlib Figure (no window, no backend to choose: it only ever renders to files)."""
+    return require_matplotlib()(**kwargs)
 
 
 def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
