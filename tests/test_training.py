@@ -12,6 +12,7 @@ import torch
 from conftest import tiny_config
 
 from transformer_cli import load_run
+from transformer_cli import trainer as trainer_module
 from transformer_cli.checkpoint import (
     average_checkpoints,
     latest_step,
@@ -297,6 +298,44 @@ def test_resume_saves_the_changed_config(short_run):
     resume(short_run, ["train.max_steps=6", "train.eval_every=3"], device="cpu")
     assert "max_steps: 6" in (short_run / "config.yaml").read_text()
     assert latest_step(short_run / "checkpoints") == 6
+
+
+@pytest.mark.parametrize(
+    ("item", "named"),
+    [
+        ("train.batch_tokens=700", "train.batch_tokens"),
+        ("train.seed=9", "train.seed"),
+        ("data.max_ratio=2.5", "data.max_ratio"),
+        ("data.max_len=50", "data.max_len"),
+    ],
+)
+def test_resume_refuses_changes_that_move_the_data_position(short_run, item, named):
+    with pytest.raises(ConfigError, match=rf"--set {named}: cannot change {named} when resuming "
+                       r"\(the saved data position"):  # fmt: skip
+        resume(short_run, [item, "train.max_steps=8"], device="cpu")
+
+
+def test_resume_trains_with_changed_adam_betas(short_run):
+    resume(short_run, ["train.adam_betas=[0.8, 0.9]", "train.max_steps=6"], device="cpu")
+    state = load_training_state(short_run / "checkpoints", 6)
+    assert [group["betas"] for group in state["optimizer"]["param_groups"]] == [(0.8, 0.9)]
+
+
+def test_resume_with_other_accum_steps_goes_on_with_the_next_batch(corpus, tmp_path, monkeypatch):
+    """Changing accum_steps regroups the batches into steps; none is skipped or taken twice."""
+    taken: list[tuple[int, int]] = []  # (epoch, position) of every batch, in training order
+    seed_of = trainer_module.dropout_seed
+
+    def recording_seed(seed: int, epoch: int, position: int) -> int:
+        taken.append((epoch, position))
+        return seed_of(seed, epoch, position)
+
+    monkeypatch.setattr(trainer_module, "dropout_seed", recording_seed)
+    train(tiny_config(corpus, max_steps=8, eval_every=8), tmp_path / "straight", device="cpu")
+    straight, taken[:] = list(taken), []
+    train(tiny_config(corpus, max_steps=2, eval_every=2), tmp_path / "run", device="cpu")
+    resume(tmp_path / "run", ["train.accum_steps=2", "train.max_steps=5"], device="cpu")
+    assert taken == straight  # 2 steps of 1 batch, then 3 of 2: the same 8 batches
 
 
 def test_resume_without_a_checkpoint_is_an_error(short_run):

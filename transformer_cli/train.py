@@ -36,8 +36,19 @@ from transformer_cli.trainer import Trainer, TrainingData, TrainResult
 
 log = logging.getLogger(__name__)
 
-# Keys a resumed run may not change: the saved weights and vocabulary depend on them.
-FROZEN_ON_RESUME = ("model", "tokenizer", "data.train", "data.max_len")
+# Keys a resumed run may not change, and why. Any other key may change; a resumed run applies
+# the new value from its next step on (train.adam_betas too: they replace the saved optimizer's).
+# train.accum_steps may change: the data position counts batches, not steps, so the run goes on
+# with the batch it would have taken next, only grouped into steps differently.
+FROZEN_ON_RESUME = {
+    "model": "the saved weights depend on it",
+    "tokenizer": "the saved weights and vocabulary depend on it",
+    "data.train": "the saved weights and vocabulary depend on it",
+    "data.max_len": "the saved data position counts the pairs it keeps",
+    "data.max_ratio": "the saved data position counts the pairs it keeps",
+    "train.batch_tokens": "the saved data position is a place in the list of batches it makes",
+    "train.seed": "the saved data position is a place in the batch order it shuffles",
+}
 
 NO_VALIDATION = ([], [])  # for the processes other than rank 0, which validates alone
 
@@ -297,8 +308,8 @@ def resumed_config(run_dir: Path, overrides: list[str]) -> Config:
         frozen = next((f for f in FROZEN_ON_RESUME if key == f or key.startswith(f + ".")), None)
         if frozen and _lookup(before, key) != _lookup(after, key):
             raise ConfigError(
-                f"--set {key}: cannot change {frozen} when resuming (the saved weights and "
-                "vocabulary depend on it); start a new run instead"
+                f"--set {key}: cannot change {frozen} when resuming "
+                f"({FROZEN_ON_RESUME[frozen]}); start a new run instead"
             )
     return config
 

@@ -347,6 +347,8 @@ class Trainer:
                 if self.batch_index * self.world.size > taken else "",
             )  # fmt: skip
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the config's betas, if --set changed them
+            group["betas"] = self.cfg.adam_betas
         if state["scaler"]:  # empty when saved by a run without fp16
             self.scaler.load_state_dict(state["scaler"])
         self.best_value, self.best_step = state["best_value"], state["best_step"]
