@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from conftest import tiny_config
+from conftest import tcli, tiny_config
 
 from transformer_cli import load_run
 from transformer_cli import trainer as trainer_module
@@ -26,7 +26,7 @@ from transformer_cli.config import ParallelFiles, TrainConfig
 from transformer_cli.data.batching import Batch
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.device import resolve_precision
-from transformer_cli.errors import ConfigError, RunError
+from transformer_cli.errors import ConfigError, Diverged, RunError
 from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
@@ -250,6 +250,75 @@ def test_best_checkpoint_by_loss(corpus, tmp_path):
     assert result.best_value == min(r["loss"] for r in valid)
     metadata = load_run(tmp_path / "r", device="cpu").checkpoint_metadata
     assert float(metadata["valid_loss"]) == result.best_value
+
+
+def _poison_steps(monkeypatch, bad_steps: set[int], weights_too: bool = False) -> None:
+    """Make the training loss NaN at the given steps (one batch per step); with `weights_too`,
+    the first of them also leaves NaN in the weights (a finite-looking update gone wrong)."""
+    forward, calls = TeacherForcedLoss.forward, []
+
+    def poisoned(self, batch, compute_dtype=None):
+        calls.append(None)
+        loss = forward(self, batch, compute_dtype)
+        if len(calls) in bad_steps:
+            if weights_too and len(calls) == min(bad_steps):
+                with torch.no_grad():
+                    next(self.model.parameters()).fill_(math.nan)
+            return loss * math.nan
+        return loss
+
+    monkeypatch.setattr(TeacherForcedLoss, "forward", poisoned)
+
+
+def test_a_non_finite_step_is_skipped_and_counted(corpus, tmp_path, monkeypatch, caplog):
+    _poison_steps(monkeypatch, {3, 4})
+    config = tiny_config(corpus, max_steps=6, eval_every=2, log_every=2, max_bad_steps=3)
+    train(config, tmp_path / "run", device="cpu")
+    train_records = [r for r in read_records(tmp_path / "run" / "metrics.jsonl")
+                     if r["kind"] == "train"]  # fmt: skip
+    assert [r.get("skipped_steps", 0) for r in train_records] == [0, 2, 0]
+    assert train_records[1]["loss"] is None  # no loss to average: both steps were skipped
+    assert "step 3: the loss is nan; skipped it, no update (1 in a row" in caplog.text
+    checkpoints = tmp_path / "run" / "checkpoints"
+    before, after = (
+        _weights(checkpoints / "step-00000002.safetensors"),
+        _weights(checkpoints / "step-00000004.safetensors"),
+    )
+    assert all(torch.equal(before[name], after[name]) for name in before)  # no update at all
+    assert all(torch.isfinite(w).all() for w in _weights(checkpoints / "best.safetensors").values())
+
+
+def test_max_bad_steps_in_a_row_stop_training_naming_the_steps_and_cause(
+    corpus, tmp_path, monkeypatch
+):
+    _poison_steps(monkeypatch, set(range(3, 100)))
+    config = tiny_config(corpus, max_steps=20, eval_every=2, max_bad_steps=3)
+    with pytest.raises(Diverged, match=r"steps 3 to 5 all had a non-finite loss.*"
+                       r"train\.max_bad_steps=3.*learning rate too high.*step 4\)"):  # fmt: skip
+        train(config, tmp_path / "run", device="cpu")
+    assert latest_step(tmp_path / "run" / "checkpoints") == 4  # step 4 still had step 2's weights
+
+
+def test_non_finite_weights_are_never_saved(corpus, tmp_path, monkeypatch):
+    _poison_steps(monkeypatch, {3}, weights_too=True)
+    config = tiny_config(corpus, max_steps=20, eval_every=2, max_bad_steps=3)
+    with pytest.raises(Diverged, match=r"the weights are not finite after step 4; not saving"):
+        train(config, tmp_path / "run", device="cpu")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert latest_step(checkpoints) == 2
+    for path in checkpoints.glob("*.safetensors"):
+        assert all(torch.isfinite(w).all() for w in _weights(path).values()), path
+
+
+def test_diverging_training_is_one_line_with_exit_code_1(config_file, tmp_path):
+    """A real divergence, not an injected one: a learning rate of 1e30."""
+    overrides = ("--set", "train.lr=1e30", "--set", "train.warmup_steps=0")
+    out = tmp_path / "run"
+    result = tcli("train", config_file, "--out", out, "--device", "cpu", *overrides, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("tcli: error: training diverged") == 1
+    assert "train again with a lower train.lr and --overwrite" in result.stderr
 
 
 def test_max_minutes_stops_within_a_step_and_saves(corpus, tmp_path):

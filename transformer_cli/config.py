@@ -205,6 +205,12 @@ class TrainConfig(_Section):
     keep_last: int = Field(
         5, gt=0, description="step checkpoints kept on disk (best is always kept as well)"
     )
+    max_bad_steps: int = Field(
+        5,
+        gt=0,
+        description="stop after this many steps in a row with a non-finite loss or gradient "
+        "(each such step is skipped: no update)",
+    )
     tensorboard: bool = Field(
         False, description="also log to RUN_DIR/tensorboard (needs the tensorboard package)"
     )

@@ -86,7 +86,8 @@ def training_curves(runs: list[tuple[Path, str]], minutes: bool = False) -> "Fig
     for number, run in enumerate(curves):
         for axis, panel in zip(axes, PANELS, strict=True):
             for key, style in zip(panel.keys, ("-", "--"), strict=False):
-                points = [(r[x_key] * x_scale, r[key]) for r in run.records[panel.kind] if key in r]
+                records = run.records[panel.kind]  # a key is null where all steps were skipped
+                points = [(r[x_key] * x_scale, r[key]) for r in records if r.get(key) is not None]
                 if points:
                     xs, ys = zip(*points, strict=True)
                     marker = "o" if panel.kind == "valid" else None  # few points: show each

@@ -43,3 +43,9 @@ class LostProcess(TcliError):
     """Another process of a distributed run died or stopped answering; it says why itself."""
 
     exit_code = 1
+
+
+class Diverged(TcliError):
+    """Training stopped because its loss or gradients kept being NaN or infinite."""
+
+    exit_code = 1

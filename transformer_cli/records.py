@@ -3,7 +3,9 @@
 metrics.jsonl has one JSON object per `log_every` steps ("kind": "train": step, epoch, loss,
 lr, tokens_per_s, grad_norm, elapsed_s) and per validation ("kind": "valid": loss, ppl, bleu,
 chrf, elapsed_s). Train losses are averaged over the target tokens of the steps since the last
-record; tokens_per_s counts target tokens over training time (validation excluded).
+record; tokens_per_s counts target tokens over training time (validation excluded). Steps skipped
+for a non-finite loss or gradient are counted in "skipped_steps" and left out of the loss (null
+when every step of the record was skipped).
 """
 
 import contextlib
@@ -67,6 +69,7 @@ class TrainingLog:
 
     def _reset_window(self) -> None:
         self.window_loss, self.window_tokens, self.window_start = 0.0, 0, time.monotonic()
+        self.window_loss_tokens, self.window_skipped = 0, 0
 
     def elapsed(self) -> float:
         """Seconds of training, earlier invocations of a resumed run included."""
@@ -84,40 +87,58 @@ class TrainingLog:
         self.window_start += time.monotonic() - start
 
     def step(
-        self, step: int, epoch: int, loss: float, tokens: int, lr: float, grad_norm: float
+        self,
+        step: int,
+        epoch: int,
+        loss: float,
+        tokens: int,
+        lr: float,
+        grad_norm: float,
+        skipped: bool = False,
     ) -> None:
-        self.window_loss += loss * tokens
+        """Count a step; a `skipped` one (a non-finite loss or gradient) is left out of the loss."""
+        if skipped:
+            self.window_skipped += 1
+        else:
+            self.window_loss += loss * tokens
+            self.window_loss_tokens += tokens
         self.window_tokens += tokens
-        self.last = {"step": step, "epoch": epoch, "lr": lr, "grad_norm": round(grad_norm, 4)}
+        norm = round(grad_norm, 4) if math.isfinite(grad_norm) else None
+        self.last = {"step": step, "epoch": epoch, "lr": lr, "grad_norm": norm}
+        # The bar shows the window so far from the first step on, not only once it is written.
+        loss = self.window_loss / self.window_loss_tokens if self.window_loss_tokens else math.nan
+        self.bar.set_postfix_str(
+            f"loss={loss:.3f} lr={lr:.2e} tok/s={self._tokens_per_s():,.0f} eta={self._eta()}",
+            refresh=False,  # drawn by update(), at most every tqdm's mininterval
+        )
         self.bar.update()
+
+    def _tokens_per_s(self) -> float:
+        return self.window_tokens / max(time.monotonic() - self.window_start, 1e-9)
 
     def flush_window(self) -> None:
         """Write a train record for the steps since the last one, and refresh the bar."""
         if not self.window_tokens:
             return
-        tokens_per_s = self.window_tokens / max(time.monotonic() - self.window_start, 1e-9)
+        counted = self.window_loss_tokens
         record = {
             "kind": "train",
             **self.last,
-            "loss": round(self.window_loss / self.window_tokens, 4),
-            "tokens_per_s": round(tokens_per_s),
+            "loss": round(self.window_loss / counted, 4) if counted else None,
+            "tokens_per_s": round(self._tokens_per_s()),
             "elapsed_s": round(self.elapsed(), 1),
+            **({"skipped_steps": self.window_skipped} if self.window_skipped else {}),
         }
         self._write(record)
         self.last_record = record
-        self.bar.set_postfix_str(
-            f"loss={record['loss']:.3f} lr={record['lr']:.2e} tok/s={tokens_per_s:,.0f} "
-            f"eta={self._eta()}"
-        )
         self._reset_window()
 
     def validation(self, step: int, epoch: int, result: dict[str, float], best: bool) -> None:
         self._write({"kind": "valid", "step": step, "epoch": epoch, **result,
                      "elapsed_s": round(self.elapsed(), 1)})  # fmt: skip
         train = self.last_record
-        trained = (
-            f"train loss {train['loss']:.3f}, {train['tokens_per_s']:,} tok/s | " if train else ""
-        )
+        loss = math.nan if not train or train["loss"] is None else train["loss"]
+        trained = f"train loss {loss:.3f}, {train['tokens_per_s']:,} tok/s | " if train else ""
         log.info(
             f"step {step} ({self.elapsed() / 60:.1f} min): {trained}valid loss "
             f"{result['loss']:.3f} ppl {result['ppl']:.2f} BLEU {result['bleu']:.2f} "

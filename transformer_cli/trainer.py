@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from transformer_cli.checkpoint import (
+    latest_step,
     prune_checkpoints,
     save_checkpoint,
     save_weights,
@@ -36,7 +37,7 @@ from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
-from transformer_cli.errors import DataError, Interrupted
+from transformer_cli.errors import DataError, Diverged, Interrupted
 from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
 from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
@@ -138,6 +139,7 @@ class Trainer:
         self.best_value: float | None = None
         self.best_step = self.bad_validations = 0
         self.best_saved: tuple[float | None, int] = (None, 0)  # what best.safetensors holds
+        self.bad_steps = 0  # steps in a row skipped for a non-finite loss or gradient
         self.elapsed_before, self.validation_seconds, self.step_seconds = 0.0, 0.0, 0.0
         if state is not None:
             self._load_state(state)
@@ -174,6 +176,8 @@ class Trainer:
                         records.flush_window()
                     scheduled = self.step % cfg.eval_every == 0
                     validate = scheduled or reason in LIMITS  # the final weights get scored too
+                    if validate or reason:
+                        self._check_finite_weights()
                     if validate:  # rank 0 validates; the others wait for its verdict
                         patience_out = self._validate(records, scheduled) if world.is_main else None
                         if world.from_main(patience_out) and not reason:
@@ -239,10 +243,57 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
         max_norm = cfg.clip_grad_norm or math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        records.step(self.step, self.epoch, step_loss, tokens, lr, grad_norm)
+        # A non-finite loss or gradient would make every weight NaN: skip the update. (With fp16
+        # an overflowing gradient is the loss scaler's to handle: it skips the update itself and
+        # lowers its scale; only a non-finite loss counts as a bad step there.)
+        fp16 = self.precision == "fp16"
+        bad = not math.isfinite(step_loss) or (not fp16 and not math.isfinite(grad_norm))
+        if fp16 or not bad:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.bad_steps = self.bad_steps + 1 if bad else 0
+        records.step(self.step, self.epoch, step_loss, tokens, lr, grad_norm, skipped=bad)
         self.step_seconds = time.monotonic() - started
+        if bad:
+            self._skipped(step_loss, grad_norm, lr)
+
+    def _skipped(self, loss: float, grad_norm: float, lr: float) -> None:
+        """Say that this step was skipped; stop after train.max_bad_steps of them in a row."""
+        cfg = self.cfg
+        log.warning(
+            "step %d: the %s is %s; skipped it, no update (%d in a row, train.max_bad_steps=%d)",
+            self.step, "loss" if not math.isfinite(loss) else "gradient norm",
+            loss if not math.isfinite(loss) else grad_norm, self.bad_steps, cfg.max_bad_steps,
+        )  # fmt: skip
+        if self.bad_steps < cfg.max_bad_steps:
+            return
+        cause = (
+            "fp16 overflow (try train.precision=bf16 or fp32) or a learning rate too high"
+            if self.precision == "fp16"
+            else "a learning rate too high"
+        )
+        last = latest_step(self.checkpoints)
+        then = (
+            f"lower train.lr and resume from the last checkpoint (step {last}): "
+            f"{self._resume_command()} --set train.lr=..."
+            if last is not None
+            else "no checkpoint was saved; train again with a lower train.lr and --overwrite"
+        )
+        raise Diverged(
+            f"training diverged: steps {self.step - self.bad_steps + 1} to {self.step} all had a "
+            f"non-finite loss or gradient (train.max_bad_steps={cfg.max_bad_steps}); the likely "
+            f"cause is {cause} (train.lr={cfg.lr:g}, {lr:.3g} at step {self.step}); {then}"
+        )
+
+    def _check_finite_weights(self) -> None:
+        """Weights that are NaN or infinite are never validated, saved as best or checkpointed."""
+        if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            return
+        raise Diverged(
+            f"the weights are not finite after step {self.step}; not saving them. The last "
+            f"checkpoint (step {latest_step(self.checkpoints)}) is intact; lower train.lr and "
+            f"resume from it: {self._resume_command()} --set train.lr=..."
+        )
 
     def _progress(self, records: TrainingLog) -> float:
         """The share of the training budget that will be spent when the coming step ends: of
@@ -325,6 +376,7 @@ class Trainer:
             "best_step": self.best_step,
             "bad_validations": self.bad_validations,
             "best_saved": self.best_saved,  # what best.safetensors holds: (value, step)
+            "bad_steps": self.bad_steps,
             "elapsed_s": self.elapsed_before,
             "validation_seconds": self.validation_seconds,
         }
@@ -354,6 +406,7 @@ class Trainer:
         self.best_value, self.best_step = state["best_value"], state["best_step"]
         self.bad_validations = state["bad_validations"]
         self.best_saved = tuple(state.get("best_saved") or (self.best_value, self.best_step))
+        self.bad_steps = state.get("bad_steps", 0)
         self.elapsed_before = state["elapsed_s"]
         self.validation_seconds = state["validation_seconds"]
 
