@@ -76,5 +76,6 @@ def config_file(corpus, tmp_path_factory) -> Path:
 def run_dir(config_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     result = tcli("train", config_file, "--out", out, "--device", "cpu", "--set", "train.seed=3")
-    assert "best valid BLEU" in result.stdout and "(max_steps)" in result.stdout
+    assert "done: best valid BLEU" in result.stderr and "(max_steps)" in result.stderr
+    assert result.stderr.count("best valid BLEU") == 1  # the summary, once
     return out

@@ -127,7 +127,7 @@ def test_a_metrics_file_without_records_is_an_error_naming_it(tmp_path):
 
 
 def test_a_missing_run_directory_is_an_error_naming_it(tmp_path):
-    with pytest.raises(RunError, match=re.escape(f"{tmp_path / 'nowhere'} does not exist")):
+    with pytest.raises(RunError, match=re.escape(f"no run directory {tmp_path / 'nowhere'}")):
         training_curves([(tmp_path / "nowhere", "nowhere")])
 
 

@@ -39,7 +39,7 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
         capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
     )  # fmt: skip
     assert torchrun.returncode == 0, torchrun.stderr[-3000:]
-    assert torchrun.stdout.count("stopped at step 12 (max_steps)") == 1  # rank 0 reports alone
+    assert torchrun.stderr.count("stopped at step 12 (max_steps)") == 1  # rank 0 reports alone
     one = tmp_path / "one"
     single = subprocess.run(
         [sys.executable, "-m", "transformer_cli", "train", str(config), "--out", str(one),
@@ -82,7 +82,7 @@ def test_two_processes_under_torchrun_train_as_one_process_with_two_micro_batche
             capture_output=True, text=True, cwd=REPO, env=one_thread, timeout=300,
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr[-3000:]
-        assert resumed.stdout.count("stopped at step 14 (max_steps)") == 1
+        assert resumed.stderr.count("stopped at step 14 (max_steps)") == 1
     expected = load_file(two / "checkpoints" / "step-00000014.safetensors")
     for run_dir in ("two_then_one", "one_then_two"):
         weights = load_file(tmp_path / run_dir / "checkpoints" / "step-00000014.safetensors")
@@ -121,7 +121,7 @@ def test_sigterm_stops_every_process_after_the_same_step_with_one_checkpoint(cor
     assert f"--resume {run_dir} --nproc 2" in stderr
     resumed = tcli("train", "--resume", run_dir, "--nproc", "2", "--device", "cpu",
                    "--set", f"train.max_steps={step + 2}")  # fmt: skip
-    assert f"stopped at step {step + 2} (max_steps)" in resumed.stdout
+    assert f"stopped at step {step + 2} (max_steps)" in resumed.stderr
 
 
 def test_a_process_killed_mid_run_stops_the_others_with_one_line_errors(corpus, tmp_path):

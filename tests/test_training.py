@@ -3,7 +3,9 @@
 import json
 import math
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ from transformer_cli.config import ParallelFiles, TrainConfig
 from transformer_cli.data.batching import Batch
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.device import resolve_precision
-from transformer_cli.errors import ConfigError, Diverged, RunError
+from transformer_cli.errors import ConfigError, Diverged, FileWriteError, RunError
 from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.records import read_records
@@ -92,7 +94,9 @@ def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, 
     monkeypatch.setattr(os, "replace", crash_on_state_file)
     with torch.no_grad():
         model.weight += 1
-    with pytest.raises(OSError, match="power cut"):
+    with pytest.raises(
+        FileWriteError, match=r"cannot write .*step-00000002\.state\.pt: .*power cut"
+    ):
         save_checkpoint(tmp_path, 2, model, {"step": 2})
     monkeypatch.setattr(os, "replace", real_replace)
 
@@ -101,6 +105,69 @@ def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, 
     for name, content in before.items():
         assert (tmp_path / name).read_bytes() == content
     assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "step-00000002.state.pt").exists()
+
+
+def test_a_failed_checkpoint_write_is_one_error_naming_the_file(corpus, tmp_path, monkeypatch):
+    """A full disk at the second checkpoint, simulated in safetensors' writer."""
+    save_model = safetensors.torch.save_model
+
+    def disk_full_at_step_4(model, filename, metadata=None):
+        if "step-00000004" in filename:
+            raise safetensors.SafetensorError("I/O error: No space left on device (os error 28)")
+        save_model(model, filename, metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_model", disk_full_at_step_4)
+    run = tmp_path / "run"
+    config = tiny_config(corpus, max_steps=6, eval_every=2)
+    with pytest.raises(FileWriteError) as caught:
+        train(config, run, device="cpu")
+    assert str(caught.value).startswith(
+        f"cannot write {run}/checkpoints/step-00000004.safetensors: I/O error: No space left "
+        "on device (os error 28) (at step 4); the last checkpoint (step 2) is intact. Make room, "
+        f"then resume with: tcli train --resume {run}"
+    )
+    assert latest_step(run / "checkpoints") == 2
+    assert not list((run / "checkpoints").glob("*.tmp")) and not list(run.glob("checkpoints/.*"))
+    monkeypatch.setattr(safetensors.torch, "save_model", save_model)
+    assert resume(run, device="cpu").steps == 6  # and the run goes on from step 2
+
+
+def _can_mount_tmpfs(path: Path) -> bool:
+    path.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0  # fmt: skip
+    if mounted:
+        subprocess.run(["umount", str(path)], check=True)
+    return mounted
+
+
+def test_a_really_full_disk_keeps_the_last_checkpoint_whole(short_run, tmp_path):
+    """A run resumed on a tmpfs with too little room left for its next checkpoint."""
+    disk = tmp_path / "disk"
+    if not _can_mount_tmpfs(disk):
+        pytest.skip("mounting a tmpfs needs root")
+    used = sum(path.stat().st_size for path in short_run.rglob("*") if path.is_file())
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={used + 200_000}", "tmpfs", str(disk)],
+                   check=True)  # fmt: skip
+    try:
+        run = disk / "run"
+        shutil.copytree(short_run, run)
+        before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+        result = tcli("train", "--resume", run, "--set", "train.max_steps=8", "--device", "cpu",
+                      check=False)  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        error = result.stderr.strip().splitlines()[-1]
+        assert re.fullmatch(
+            rf"tcli: error: cannot write {run}/\S+: .*No space left on device.* \(at step \d\); "
+            rf"the last checkpoint \(step 4\) is intact\. Make room, then resume with: .*",
+            error,
+        ), error
+        assert latest_step(run / "checkpoints") == 4
+        for name, content in before.items():
+            if name != "latest.json":
+                assert (run / "checkpoints" / name).read_bytes() == content, name
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_averaging_copies_of_one_checkpoint_gives_it_back(tmp_path):

@@ -13,9 +13,11 @@ Every file is written to a temporary name and renamed into place, so a crash lea
 old file or the new one, never a torn one.
 """
 
+import io
 import json
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import safetensors.torch
@@ -23,7 +25,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from transformer_cli.errors import RunError
-from transformer_cli.files import atomic_write, atomic_write_text
+from transformer_cli.files import atomic_write, atomic_write_bytes, atomic_write_text
+from transformer_cli.rundir import check_run_dir
 
 LATEST_FILE = "latest.json"
 _STEP_FILE = re.compile(r"step-(\d+)\.safetensors")
@@ -36,7 +39,19 @@ def step_name(step: int) -> str:
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, object]) -> None:
     """Write the model's parameters and string metadata (step, scores) to a safetensors file."""
     text_metadata = {key: str(value) for key, value in metadata.items()}
-    atomic_write(path, lambda tmp: safetensors.torch.save_model(model, str(tmp), text_metadata))
+    _write_safetensors(path, lambda tmp: safetensors.torch.save_model(model, tmp, text_metadata))
+
+
+def _write_safetensors(path: str | Path, save: Callable[[str], None]) -> None:
+    """atomic_write for safetensors' writers, which report a full disk as a SafetensorError."""
+
+    def write(tmp: Path) -> None:
+        try:
+            save(str(tmp))
+        except SafetensorError as err:
+            raise OSError(str(err)) from None
+
+    atomic_write(path, write)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
@@ -59,14 +74,17 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, state: dict) -> None:
     """Weights and training state of `step`, then the pointer that makes them the latest."""
     save_weights(model, directory / f"{step_name(step)}.safetensors", {"step": step})
-    atomic_write(directory / f"{step_name(step)}.state.pt", lambda tmp: torch.save(state, tmp))
+    # Serialised in memory first: torch.save reports a full disk as an obscure RuntimeError.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(directory / f"{step_name(step)}.state.pt", buffer.getvalue())
     atomic_write_text(directory / LATEST_FILE, json.dumps({"step": step}) + "\n")
 
 
 def latest_step(directory: Path) -> int | None:
     """The step of the newest complete checkpoint, or None if there is none yet."""
     try:
-        return int(json.loads((directory / LATEST_FILE).read_text())["step"])
+        return int(json.loads((directory / LATEST_FILE).read_text(encoding="utf-8"))["step"])
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as err:
@@ -81,7 +99,17 @@ def load_training_state(directory: Path, step: int) -> dict:
     except FileNotFoundError:
         raise RunError(f"training state not found: {path}") from None
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:  # torn or foreign
-        raise RunError(f"cannot load training state {path}: {err}") from None
+        # torch refuses a pickle that would run code with a page of advice on loading it anyway;
+        # keep just its reason
+        unsafe = re.search(r"WeightsUnpickler error: (.*?)\.(\s|$)", str(err))
+        if unsafe:
+            reason = (
+                f"it holds more than tensors and plain data ({unsafe.group(1)}); "
+                "tcli never runs code from a file"
+            )
+        else:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RunError(f"cannot load training state {path}: {reason}") from None
 
 
 def step_checkpoints(directory: Path) -> list[int]:
@@ -107,11 +135,27 @@ def resolve_checkpoint(run_dir: Path, name: str) -> Path:
         if step is None:
             raise RunError(f"{run_dir} has no checkpoint yet")
         return directory / f"{step_name(step)}.safetensors"
-    if name.isdigit():
-        return directory / f"{step_name(int(name))}.safetensors"
     if name.endswith(".safetensors"):
         return Path(name)
-    return directory / f"{name}.safetensors"
+    path = directory / f"{step_name(int(name)) if name.isdigit() else name}.safetensors"
+    if not path.is_file():
+        there = ", ".join(checkpoint_names(directory)) or "none"
+        raise RunError(f"no checkpoint {name} in {directory}; there are: {there}")
+    return path
+
+
+def checkpoint_names(directory: Path) -> list[str]:
+    """What --checkpoint accepts in `directory`: best, last, the step numbers, then other names."""
+    names = ["best"] if (directory / "best.safetensors").is_file() else []
+    if (directory / LATEST_FILE).is_file():
+        names.append("last")
+    names += [str(step) for step in step_checkpoints(directory)]
+    others = (
+        path.name.removesuffix(".safetensors")
+        for path in directory.glob("*.safetensors")
+        if path.name != "best.safetensors" and not _STEP_FILE.fullmatch(path.name)
+    )
+    return names + sorted(others)
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> None:
@@ -131,7 +175,7 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
             dtypes[key] = tensor.dtype
     averaged = {key: (t / len(paths)).to(dtypes[key]).contiguous() for key, t in total.items()}
     metadata = {"averaged": ",".join(path.name for path in paths)}
-    atomic_write(out, lambda tmp: safetensors.torch.save_file(averaged, str(tmp), metadata))
+    _write_safetensors(out, lambda tmp: safetensors.torch.save_file(averaged, tmp, metadata))
 
 
 def average_last(
@@ -145,6 +189,7 @@ def average_last(
     run_dir = Path(run_dir)
     if out is not None and Path(out).exists() and not overwrite:
         raise RunError(f"--out {out} already exists; add --overwrite to replace it")
+    check_run_dir(run_dir)
     directory = run_dir / "checkpoints"
     if not directory.is_dir():
         raise RunError(f"{run_dir} is not a tcli run directory (no checkpoints/)")

@@ -146,16 +146,14 @@ def train(
             if not world.is_main:  # one voice: rank 0 logs and reports
                 logging.getLogger("transformer_cli").setLevel(logging.WARNING)
             if resolved is None:
-                result = resume_training(resume, overrides or [], str(torch_device), world)
+                resume_training(resume, overrides or [], str(torch_device), world)
             else:
                 out = out or Path("runs") / config.stem
-                result = run_training(resolved, out, str(torch_device), overwrite, world)
+                run_training(resolved, out, str(torch_device), overwrite, world)
     except Interrupted as stopped:
         if launched.is_main:
             raise
         raise SystemExit(stopped.exit_code) from None  # rank 0 says it, once
-    if world.is_main:
-        print(f"{result.summary()}; run: {result.run_dir}")
 
 
 @app.command(

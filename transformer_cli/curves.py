@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from transformer_cli.errors import DataError, RunError, TcliError
 from transformer_cli.plots import new_figure, save_figure
 from transformer_cli.records import METRICS_FILE, read_records
+from transformer_cli.rundir import check_run_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -54,13 +55,12 @@ def read_run(run_dir: Path, label: str) -> RunCurves:
     """A run's train and valid records, sorted by step; of two records of a step, the later
     wins (a resumed run redoes the steps after its last checkpoint)."""
     path = run_dir / METRICS_FILE
-    if not run_dir.exists():
-        raise RunError(f"{run_dir} does not exist")
+    check_run_dir(run_dir)
     if not path.is_file():
         raise RunError(f"{run_dir} is not a tcli run directory (no {METRICS_FILE})")
     try:
         records = read_records(path)
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise DataError(f"cannot read {path}: {err}") from None
     by_step: dict[str, dict[int, dict]] = {"train": {}, "valid": {}}
     for record in records:

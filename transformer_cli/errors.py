@@ -49,3 +49,7 @@ class Diverged(TcliError):
     """Training stopped because its loss or gradients kept being NaN or infinite."""
 
     exit_code = 1
+
+
+class FileWriteError(TcliError):
+    """A file could not be written (a full disk, a read-only directory); the message names it."""

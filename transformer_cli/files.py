@@ -5,12 +5,21 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from transformer_cli.errors import FileWriteError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place."""
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place.
+
+    An OSError on the way (a full disk, a read-only directory) becomes a FileWriteError naming
+    `path`; `write` must report its failures as OSError too.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise FileWriteError(f"cannot write {path}: {err.strerror or err}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -19,6 +28,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as file:
             os.fsync(file.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)  # atomic on POSIX and Windows
+    except OSError as err:  # a full disk, a read-only directory: the old file stays whole
+        raise FileWriteError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

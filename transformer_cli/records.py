@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from transformer_cli.errors import DataError, FileWriteError
 from transformer_cli.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,11 @@ class TrainingLog:
     def _write(self, record: dict[str, object]) -> None:
         if self.file is None:
             return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as err:
+            raise FileWriteError(f"cannot write {self.file.name}: {err.strerror or err}") from None
         if self.tensorboard:
             for key, value in record.items():
                 if key not in ("kind", "step", "epoch") and isinstance(value, int | float):
@@ -192,8 +196,12 @@ def log_to_file(path: Path) -> Iterator[None]:
 def read_records(path: Path) -> list[dict]:
     """The records of a metrics.jsonl file; a line cut short by a crash is skipped, with a
     warning."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # not text at all: a foreign file, not a crash
+        raise DataError(f"{path} is not a metrics file: {err}") from None
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line:
             continue
         try:

@@ -26,14 +26,14 @@ from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
 from transformer_cli.errors import DataError, RunError
 from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.rundir import CONFIG_FILE, check_run_dir
 
 T = TypeVar("T")
-
-CONFIG_FILE = "config.yaml"
 
 
 def read_config(run_dir: Path) -> Config:
     """The resolved config saved in a run directory."""
+    check_run_dir(run_dir)
     config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         raise RunError(f"{run_dir} is not a tcli run directory (no {CONFIG_FILE}); train one first")

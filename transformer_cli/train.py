@@ -129,6 +129,8 @@ def resume(
             f"{run_dir} has no checkpoint to resume from; train it again with --overwrite"
         )
     state = load_training_state(directory, step)
+    for stale in directory.glob(".*.tmp"):  # what a process killed mid-write left behind
+        stale.unlink()
     _check_limits_left(config, state, run_dir)
     valid = _read_valid(config)
     with log_to_file(run_dir / TRAIN_LOG_FILE):

@@ -37,7 +37,7 @@ from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
-from transformer_cli.errors import DataError, Diverged, Interrupted
+from transformer_cli.errors import DataError, Diverged, FileWriteError, Interrupted
 from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
 from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
@@ -186,6 +186,13 @@ class Trainer:
                         self._save_checkpoint(records.elapsed())
                     if reason:
                         break
+        except FileWriteError as err:  # a full disk, say: what is on disk is still whole
+            last = latest_step(self.checkpoints)
+            kept = f"the last checkpoint (step {last}) is intact" if last else "no checkpoint yet"
+            raise FileWriteError(
+                f"{err} (at step {self.step}); {kept}. Make room, then resume with: "
+                f"{self._resume_command()}"
+            ) from None
         except Aborted as err:
             raise Interrupted(
                 f"{err} at step {self.step}; the checkpoints on disk are intact. "
@@ -210,7 +217,7 @@ class Trainer:
             best_value=best_value,
             best_step=best_step,
         )
-        log.info("done: %s", result.summary())
+        log.info("done: %s; run: %s", result.summary(), self.run_dir)  # the one summary
         return result
 
     def _resume_command(self) -> str:

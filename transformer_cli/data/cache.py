@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_PAIRS = 20_000
 _SIDES = ("src", "tgt")
+_DTYPES = {"uint16": np.uint16, "int32": np.int32}
+_DAMAGED = "the cached corpus is damaged (%s); encoding the training data again"
 
 
 @dataclass
@@ -64,23 +66,26 @@ class EncodedCorpus:
     def open(
         cls, directory: Path, fingerprint: dict, name: str = "train"
     ) -> "EncodedCorpus | None":
-        """The cached corpus, or None if there is none or it was made from something else."""
+        """The cached corpus, or None if there is none, it was made from something else, or it
+        is damaged (with a warning): the caller encodes the corpus again."""
+        meta_path = directory / f"{name}.json"
         try:
-            meta = json.loads((directory / f"{name}.json").read_text())
-        except (FileNotFoundError, ValueError):
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # never cached, or a rebuild that was cut short
             return None
-        if meta.get("fingerprint") != fingerprint:
+        except ValueError as err:  # UnicodeDecodeError too: not a file tcli wrote
+            log.warning(_DAMAGED, f"{meta_path}: {err}")
             return None
-        dtype = np.dtype(meta["dtype"])
-        arrays = {
-            side: (
-                np.memmap(directory / f"{name}.{side}.ids", dtype=dtype, mode="r")
-                if meta["tokens"][side]
-                else np.zeros(0, dtype=dtype),  # an empty file cannot be memory-mapped
-                np.load(directory / f"{name}.{side}.offsets.npy"),
-            )
-            for side in _SIDES
-        }
+        if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
+            return None
+        try:
+            arrays = {side: _read_side(directory, name, side, meta) for side in _SIDES}
+        except (KeyError, TypeError) as err:  # an entry missing or of another type
+            log.warning(_DAMAGED, f"{meta_path}: bad entry {err}")
+            return None
+        except (OSError, ValueError) as err:  # their messages name the file
+            log.warning(_DAMAGED, err)
+            return None
         return cls(arrays["src"], arrays["tgt"], meta["stats"])
 
     @classmethod
@@ -138,6 +143,36 @@ class EncodedCorpus:
         corpus = cls.open(directory, fingerprint, name)
         assert corpus is not None
         return corpus
+
+
+def _read_side(directory: Path, name: str, side: str, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One side's ids (memory-mapped) and offsets, checked against each other and `meta`; a
+    file that does not fit raises ValueError naming it."""
+    dtype = np.dtype(_DTYPES[meta["dtype"]])
+    tokens, rows = meta["tokens"][side], meta["stats"]["kept"]
+    ids_path = directory / f"{name}.{side}.ids"
+    offsets_path = directory / f"{name}.{side}.offsets.npy"
+    try:
+        # an empty file cannot be memory-mapped
+        ids = np.memmap(ids_path, dtype, mode="r") if tokens else np.zeros(0, dtype)
+    except ValueError as err:  # a size that is no whole number of ids
+        raise ValueError(f"{ids_path}: {err}") from None
+    if len(ids) != tokens:
+        raise ValueError(f"{ids_path} holds {len(ids)} ids, not {tokens}")
+    with offsets_path.open("rb") as file:
+        try:
+            offsets = np.lib.format.read_array(file, allow_pickle=False)  # .npy only, no pickle
+        except ValueError as err:
+            raise ValueError(f"{offsets_path}: {err}") from None
+    if not (
+        offsets.dtype == np.int64
+        and offsets.shape == (rows + 1,)
+        and offsets[0] == 0
+        and offsets[-1] == len(ids)
+        and (np.diff(offsets) >= 0).all()
+    ):
+        raise ValueError(f"{offsets_path} does not hold the offsets of {ids_path}")
+    return ids, offsets
 
 
 def _npy_writer(array: np.ndarray):
