@@ -583,6 +583,14 @@ def test_a_damaged_training_state_is_a_one_line_error(short_run, damage):
         resume(short_run, ["train.max_steps=6"], device="cpu")
 
 
+@pytest.mark.parametrize("state", [{"a": 1}, [1, 2], {"step": 4}])
+def test_a_training_state_of_another_shape_is_a_one_line_error(short_run, state):
+    torch.save(state, short_run / "checkpoints" / "step-00000004.state.pt")
+    with pytest.raises(RunError, match=r"step-00000004\.state\.pt is not a tcli training state "
+                       r"\(it lacks .*epoch"):  # fmt: skip
+        resume(short_run, ["train.max_steps=6"], device="cpu")
+
+
 def test_resuming_reuses_the_encoded_corpus(short_run, monkeypatch):
     cache = short_run / "cache"
     before = {path.name: path.stat().st_mtime_ns for path in cache.iterdir()}

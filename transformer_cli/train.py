@@ -13,6 +13,7 @@ from transformer_cli.checkpoint import (
     load_training_state,
     load_weights,
     resolve_checkpoint,
+    step_name,
 )
 from transformer_cli.config import Config, apply_override, validate_config
 from transformer_cli.data.cache import EncodedCorpus, fingerprint
@@ -129,6 +130,12 @@ def resume(
             f"{run_dir} has no checkpoint to resume from; train it again with --overwrite"
         )
     state = load_training_state(directory, step)
+    missing = Trainer.STATE_KEYS - (set(state) if isinstance(state, dict) else set())
+    if missing:
+        raise RunError(
+            f"{directory}/{step_name(step)}.state.pt is not a tcli training state (it lacks "
+            f"{', '.join(sorted(missing))}); resume from another checkpoint or train again"
+        )
     for stale in directory.glob(".*.tmp"):  # what a process killed mid-write left behind
         stale.unlink()
     _check_limits_left(config, state, run_dir)

@@ -388,6 +388,12 @@ class Trainer:
             "validation_seconds": self.validation_seconds,
         }
 
+    # What a saved state must hold; keys added later are read with a default.
+    # fmt: off
+    STATE_KEYS = frozenset({"step", "epoch", "batch_index", "optimizer", "scaler", "best_value",
+                            "best_step", "bad_validations", "elapsed_s", "validation_seconds"})
+    # fmt: on
+
     def _load_state(self, state: dict) -> None:
         self.step, self.epoch = state["step"], state["epoch"]
         # The data position, rank-independent: batches of the epoch's list taken by all processes.
