@@ -2,8 +2,8 @@
 # Usage: ensure_venv [EXTRAS]   (e.g. ensure_venv dev)
 #
 # torch is installed first and on its own, pinned, so that resolving the package's own
-# `torch>=2.2,<3` requirement never pulls the registry's newest (multi-gigabyte CUDA) build.
-# Set TORCH_SPEC to choose another build, e.g. TORCH_SPEC="torch==2.5.1".
+# `torch>=2.6,<3` requirement never pulls the registry's newest (multi-gigabyte CUDA) build.
+# Set TORCH_SPEC to choose another build (2.6 or newer), e.g. TORCH_SPEC="torch==2.6.0".
 
 ensure_venv() {
     local extras="${1:-}" python="${PYTHON:-python3}" torch_spec="${TORCH_SPEC:-torch==2.13.0}"

@@ -60,11 +60,6 @@ def test_translate_splits_stdin_only_at_newlines_like_files(run_dir):
     assert result.stdout.count("\n") == 2
 
 
-def test_invalid_utf8_on_stdin_names_the_line(run_dir):
-    result = tcli("translate", run_dir, stdin=b"The dog.\nThe \xff cat.\n", check=False)
-    _assert_one_line_error(result, "stdin:2: not valid UTF-8")
-
-
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_translate_answers_each_typed_line_before_the_next(run_dir):
     terminal, stdin = os.openpty()  # stdin is a terminal: the interactive mode
@@ -191,6 +186,17 @@ def test_eval_of_two_empty_files_names_them(tmp_path):
     ref.write_text("")
     result = tcli("eval", "--hyp", hyp, "--ref", ref, check=False)
     _assert_one_line_error(result, f"{hyp} / {ref}: both files are empty")
+
+
+def test_a_run_without_a_test_set_trains_and_eval_asks_for_src_and_ref(
+    config_file, corpus, tmp_path
+):
+    out = tmp_path / "no-test"
+    every = ("--set", "train.max_steps=2", "--set", "train.eval_every=2")
+    tcli("train", config_file, "--out", out, "--set", "data.test=null", *every)
+    result = tcli("eval", out, "--device", "cpu", check=False)
+    _assert_one_line_error(result, f"{out / 'config.yaml'} has no data.test", "--src and --ref")
+    tcli("eval", out, "--src", corpus / "test.en", "--ref", corpus / "test.de", "--device", "cpu")
 
 
 def test_a_vocabulary_too_small_for_the_characters_names_the_key(config_file, tmp_path):
@@ -324,6 +330,14 @@ def test_unavailable_device_is_a_clear_error(run_dir):
 def test_debug_flag_shows_the_traceback(tmp_path):
     result = tcli("translate", tmp_path, "--debug", check=False)
     assert result.returncode != 0 and "Traceback" in result.stderr and "RunError" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["translate", "no/such/run"], ["translate", "--no-such-flag"]])
+def test_debug_flag_keeps_the_exit_code_of_user_errors(args):
+    plain = tcli(*args, check=False)
+    debug = tcli(*args, "--debug", check=False)
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "translate", "eval"])

@@ -19,8 +19,12 @@ def toy_dict() -> dict:
 
 
 def _write(tmp_path: Path, raw: dict) -> Path:
+    return _write_text(tmp_path, yaml.safe_dump(raw))
+
+
+def _write_text(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(text)
     return path
 
 
@@ -101,6 +105,11 @@ def test_a_corpus_is_two_files_or_one_tsv(toy_dict, files, pattern):
     assert validate_config(toy_dict).data.test.tsv == "test.tsv.gz"
 
 
+def test_the_test_set_is_optional(tmp_path, toy_dict):
+    del toy_dict["data"]["test"]
+    assert load_config(_write(tmp_path, toy_dict)).data.test is None
+
+
 @pytest.mark.parametrize(
     ("overrides", "pattern"),
     [
@@ -138,6 +147,17 @@ def test_a_section_given_twice_is_named_with_its_line(tmp_path):
         ConfigError, match=rf"twice\.yaml:{lines - 1}: invalid YAML: 'train' appears"
     ):
         load_config(path)
+
+
+def test_yaml_merge_keys_work_but_a_key_given_twice_does_not(tmp_path):
+    # Refusing duplicate keys must not refuse `<<: *anchor`, whose keys a mapping may override.
+    toy = (CONFIGS / "toy.yaml").read_text().replace("  valid: {", "  valid: &valid {")
+    merged = toy.replace("tgt: data/toy-en-de/test.de}", "<<: *valid}")
+    test = load_config(_write_text(tmp_path, merged)).data.test
+    assert (test.src, test.tgt) == ("data/toy-en-de/test.en", "data/toy-en-de/valid.de")
+    twice = merged.replace("<<: *valid}", "<<: *valid, src: again}")
+    with pytest.raises(ConfigError, match=r"config\.yaml:\d+: invalid YAML: 'src' appears twice"):
+        load_config(_write_text(tmp_path, twice))
 
 
 def test_missing_config_file(tmp_path):

@@ -15,6 +15,7 @@ from conftest import REPO
 
 from transformer_cli import load_run
 from transformer_cli.config import load_config
+from transformer_cli.errors import DataError
 from transformer_cli.train import train
 
 spec = importlib.util.spec_from_file_location("get_multi30k", REPO / "scripts" / "get_multi30k.py")
@@ -126,6 +127,19 @@ def test_the_multi30k_config_trains_on_files_of_that_shape(tmp_path, monkeypatch
     assert result.steps == 3
     run = load_run("runs/multi30k", device="cpu")
     assert len(run.translate(["A man rides a horse.", "Two dogs play."])) == 2
+
+
+def test_training_before_the_download_names_the_training_files_and_the_downloader(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no data/multi30k here
+    config = load_config(REPO / "configs" / "multi30k.yaml")
+    with pytest.raises(DataError) as caught:
+        train(config, Path("runs/multi30k"), device="cpu")
+    message = str(caught.value)
+    assert message.startswith("data files not found: data.train.src data/multi30k/train.en.gz, ")
+    assert message.endswith("; get them with: bash scripts/get_multi30k.sh (data.download)")
+    assert not Path("runs").exists()
 
 
 def test_the_gpu_variant_is_a_valid_config():

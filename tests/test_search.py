@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import logging
 import math
 import random
 import shutil
@@ -22,51 +23,115 @@ from transformer_cli.decode import (
 )
 from transformer_cli.errors import DataError
 from transformer_cli.model import DecoderState, Transformer, TransformerConfig
+from transformer_cli.run import Translator, build_model
 
 # A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
 TINY_VOCAB, OUTPUT_TOKENS = 7, (1, 4, 5, 6)
 
 
-@pytest.fixture
-def tiny_model() -> Transformer:
-    torch.manual_seed(11)
+def _random_tiny_model(seed: int, sharpness: float = 4.0) -> Transformer:
+    torch.manual_seed(seed)
     config = TransformerConfig(
         src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB, d_model=16, n_heads=2,
         n_encoder_layers=1, n_decoder_layers=2, d_ff=32, dropout=0.0,
     )  # fmt: skip
     model = Transformer(config).eval()
     with torch.no_grad():  # sharpen the output distribution so that hypotheses differ clearly
-        model.output_proj.weight.mul_(4.0)
+        model.output_proj.weight.mul_(sharpness)
     return model
 
 
+@pytest.fixture
+def tiny_model() -> Transformer:
+    return _random_tiny_model(11)
+
+
+def _next_log_probs(model: Transformer, src: torch.Tensor, prefixes: list[list[int]]):
+    """Full (non-incremental) decoding of equally long prefixes (without BOS) of one source:
+    the log-probabilities of each prefix's next token, (prefixes, vocab)."""
+    memory, src_mask = model.encode(src.expand(len(prefixes), -1))
+    tgt_in = torch.tensor([[BOS_ID, *prefix] for prefix in prefixes])
+    return model.decode(tgt_in, memory, src_mask)[:, -1].log_softmax(-1).tolist()
+
+
+@torch.no_grad()
 def _all_hypotheses(model: Transformer, src: torch.Tensor, limit: int, alpha: float):
-    """Every output the searches may produce, scored by full (non-incremental) decoding:
-    up to limit - 1 tokens and EOS, or exactly `limit` tokens cut off without EOS."""
-    memory, src_mask = model.encode(src)
-    scored = []
-    for length in range(limit + 1):
-        for tokens in itertools.product(OUTPUT_TOKENS, repeat=length):
-            ends_with_eos = length < limit
-            targets = [*tokens, EOS_ID] if ends_with_eos else list(tokens)
-            tgt_in = torch.tensor([[BOS_ID, *targets[:-1]]])
-            log_probs = model.decode(tgt_in, memory, src_mask)[0].log_softmax(-1)
-            log_prob = sum(log_probs[i, t].item() for i, t in enumerate(targets))
-            scored.append((log_prob / length_penalty(len(targets), alpha), list(tokens)))
+    """Every output the searches may produce, scored by full decoding: up to limit - 1 tokens
+    and EOS, or exactly `limit` tokens cut off without EOS."""
+    scored, prefixes = [], [(0.0, [])]  # every prefix of one length, with its log-probability
+    for length in range(limit):
+        next_log_probs = _next_log_probs(model, src, [tokens for _, tokens in prefixes])
+        expanded = list(zip(prefixes, next_log_probs, strict=True))
+        penalty = length_penalty(length + 1, alpha)
+        scored += [((lp + next_lp[EOS_ID]) / penalty, tokens) for (lp, tokens), next_lp in expanded]
+        prefixes = [
+            (lp + next_lp[token], [*tokens, token])
+            for (lp, tokens), next_lp in expanded
+            for token in OUTPUT_TOKENS
+        ]
+    scored += [(lp / length_penalty(limit, alpha), tokens) for lp, tokens in prefixes]
     return sorted(scored, key=lambda item: -item[0])
 
 
+def _random_cases(count: int):
+    """`count` random tiny models, from less to more sure of their choices, each with a random
+    source of 1 to 4 words."""
+    for seed in range(count):
+        src_ids = random.Random(seed).choices(OUTPUT_TOKENS, k=1 + seed % 4)
+        yield seed, _random_tiny_model(seed, 4.0 * (1 + seed % 3)), source_tensor([src_ids])
+
+
+@torch.no_grad()
+def _plain_beam_search(model: Transformer, src: torch.Tensor, k: int, limit: int, alpha: float):
+    """Beam search written plainly, rescoring whole prefixes, as `beam_search` defines it: each
+    step ranks every continuation of the live hypotheses; those among the k best that end in EOS
+    are finished, and the k best that do not live on (at the limit they finish as they are).
+    It stops once k are finished. Returns the best (score, tokens)."""
+    live, finished = [(0.0, [])], []
+    for step in range(1, limit + 1):
+        next_log_probs = _next_log_probs(model, src, [tokens for _, tokens in live])
+        candidates = [
+            (lp + next_lp[token], [*tokens, token])
+            for (lp, tokens), next_lp in zip(live, next_log_probs, strict=True)
+            for token in (*OUTPUT_TOKENS, EOS_ID)
+        ]
+        candidates.sort(key=lambda item: -item[0])
+        penalty = length_penalty(step, alpha)
+        ended = [(lp, tokens[:-1]) for lp, tokens in candidates[:k] if tokens[-1] == EOS_ID]
+        finished += [(lp / penalty, tokens) for lp, tokens in ended]
+        live = [(lp, tokens) for lp, tokens in candidates if tokens[-1] != EOS_ID][:k]
+        if step == limit:
+            finished += [(lp / penalty, tokens) for lp, tokens in live]
+        if len(finished) >= k:
+            break
+    return max(finished, key=lambda item: item[0])
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
-def test_wide_beam_finds_the_exhaustive_best(tiny_model, alpha):
-    for src_ids in ([4, 5], [6, 6, 4], [5]):
-        src = source_tensor([src_ids])
-        limit = 3  # max_len_a = 0, max_len_b = 3
-        exhaustive = _all_hypotheses(tiny_model, src, limit, alpha)
-        # 4^3 = 64 hypotheses reach the limit, so a beam of 128 never prunes anything
-        found = beam_search(tiny_model, src, 128, 0.0, limit, alpha, nbest=5)[0]
-        assert [h.tokens for h in found] == [tokens for _, tokens in exhaustive[:5]]
-        for hypothesis, (score, _) in zip(found, exhaustive, strict=False):
-            assert hypothesis.score == pytest.approx(score, abs=1e-5)
+def test_wide_beam_without_the_greedy_candidate_finds_the_exhaustive_best(alpha):
+    limit = 3  # max_len_a = 0, max_len_b = 3
+    # The last step ranks 4^2 live hypotheses times 5 tokens (4 words and EOS): a beam that wide
+    # keeps every candidate, so it must find exactly what exhaustive search finds.
+    beam_size = 4 ** (limit - 1) * 5
+    for seed, model, src in _random_cases(40):
+        exhaustive = _all_hypotheses(model, src, limit, alpha)
+        found = beam_search(model, src, beam_size, 0.0, limit, alpha, 5, greedy_candidate=False)
+        assert [h.tokens for h in found[0]] == [tokens for _, tokens in exhaustive[:5]], seed
+        for hypothesis, (score, _) in zip(found[0], exhaustive, strict=False):
+            assert hypothesis.score == pytest.approx(score, abs=1e-4), seed
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+@pytest.mark.parametrize("beam_size", [2, 3])
+def test_narrow_beam_without_the_greedy_candidate_equals_a_plain_beam_search(alpha, beam_size):
+    # Among the cases: a beam pruning the greedy path in the step where a hypothesis ends (which
+    # once crashed beam_search), and cases where stopping too early misses the best under the
+    # length penalty.
+    limit = 4
+    for seed, model, src in _random_cases(100):
+        score, tokens = _plain_beam_search(model, src, beam_size, limit, alpha)
+        best = beam_search(model, src, beam_size, 0.0, limit, alpha, greedy_candidate=False)[0][0]
+        assert best.score == pytest.approx(score, abs=1e-4), (seed, best.tokens, tokens)
 
 
 def test_beam_of_one_equals_greedy(tiny_model, run_dir):
@@ -154,16 +219,6 @@ def test_cached_greedy_equals_the_reference_on_a_trained_model(run_dir):
     assert cached == greedy_decode_reference(run.model, src, 1.5, 5)
 
 
-def test_beam_never_scores_worse_than_greedy(run_dir):
-    run = load_run(run_dir, device="cpu")
-    src = source_tensor(run.tokenizers.source.encode(_sentences(run_dir)))
-    greedy = greedy_decode(run.model, src, 1.5, 5)
-    for size in (2, 5):
-        beam = beam_search(run.model, src, size, 1.5, 5)
-        for ours, theirs in zip(beam, greedy, strict=True):
-            assert ours[0].log_prob >= theirs.log_prob - 1e-5
-
-
 class _PrefixState(DecoderState):
     """A decoder state that keeps each row's whole prefix."""
 
@@ -235,7 +290,10 @@ def test_translations_do_not_depend_on_batch_size_or_order(run_dir, strategy):
     reference = run.translate(sentences, batch_size=64)
     shuffled = list(range(len(sentences)))
     random.Random(0).shuffle(shuffled)
-    for batch_size, order in itertools.product((1, 7, 64), (range(len(sentences)), shuffled)):
+    for batch_size, batch_tokens, order in itertools.product(
+        (1, 7, 64), (8000, 150), (range(len(sentences)), shuffled)
+    ):
+        run.decode = run.decode.model_copy(update={"batch_tokens": batch_tokens})
         outputs = run.translate([sentences[i] for i in order], batch_size=batch_size)
         for i, output in zip(order, outputs, strict=True):
             if output != reference[i]:  # allowed only for a true tie, which float round-off flips
@@ -245,6 +303,29 @@ def test_translations_do_not_depend_on_batch_size_or_order(run_dir, strategy):
                     output,
                     reference[i],
                 )
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_batches_hold_at_most_batch_tokens_unless_one_sentence_does(run_dir, strategy, monkeypatch):
+    run = load_run(run_dir, device="cpu")
+    run.decode = run.decode.model_copy(
+        update={"strategy": strategy, "beam_size": 4, "batch_tokens": 300}
+    )
+    width, search = (1, greedy_decode) if strategy == "greedy" else (4, beam_search)
+    shapes = []
+
+    def recording_search(model, src, *args):
+        shapes.append(tuple(src.shape))  # (sentences, longest source + EOS)
+        return search(model, src, *args)
+
+    monkeypatch.setattr(f"transformer_cli.run.{search.__name__}", recording_search)
+    sentences = [*_sentences(run_dir), "The old man gives the child a red ball. " * 16, ""]
+    assert len(run.translate(sentences)) == len(sentences)
+    assert sum(rows for rows, _ in shapes) == len(sentences) - 1  # the blank line is not searched
+    assert all(rows * length * width <= 300 or rows == 1 for rows, length in shapes)
+    assert shapes[-1][1] * width > 300  # the long line, a batch alone
+    assert max(rows for rows, _ in shapes) > 1  # and the others share batches
+    assert run.translate(sentences) == run.translate(sentences, batch_size=1)
 
 
 def test_nbest_is_sorted_and_starts_with_the_beam_translation(run_dir):
@@ -311,12 +392,48 @@ def test_cli_beam_nbest_and_score(run_dir, corpus, tmp_path):
     assert scored["n_sentences"] == SPLIT_SIZES["test"]
 
 
-def test_lines_too_long_for_learned_positions_are_named(run_dir):
+def test_lines_too_long_for_learned_positions_are_cut_with_one_warning(run_dir, caplog):
     run = load_run(run_dir, device="cpu")
     short, long = "A cat.", "The old man gives the child a red ball."
-    # as if trained with learned positions and model.max_positions just enough for `short`
-    run.model.max_length = len(run.tokenizers.source.encode([short])[0]) + 1
-    with pytest.raises(DataError, match=f"input line 2 has .* at most {run.model.max_length - 1}"):
-        run.translate([short, long])
+    limit = len(run.tokenizers.source.encode([short])[0])
+    positions = limit + 1  # + EOS: just enough for `short`
+    model_config = run.config.model.model_copy(
+        update={"positional": "learned", "max_positions": positions}
+    )
+    learned = Translator(
+        build_model(run.config.model_copy(update={"model": model_config}), run.tokenizers).eval(),
+        run.tokenizers,
+        run.decode,
+        run.device,
+    )
+    long_ids = learned.tokenizers.source.encode([long])[0]
+    with caplog.at_level(logging.WARNING, logger="transformer_cli"):
+        translations = learned.translate([short, long, short], first_line=5)
+    assert len(translations) == 3 and translations[0] == translations[2]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"input line 6 has {len(long_ids)} tokens; translating its first {limit} "
+        f"(learned positions, model.max_positions={positions})"
+    ]
+    assert [translations[1]] == learned.detokenize(learned.best_outputs([long_ids[:limit]]))
+    with pytest.raises(DataError, match=r"input line 2 has .* at most"):
+        learned.score([short, long], [short, short])
     with pytest.raises(DataError, match="target line 1 has"):
-        run.score([short], [long])
+        learned.score([short], [long])
+
+
+def test_lines_past_max_input_tokens_are_cut_with_one_warning_naming_the_first(run_dir, caplog):
+    run = load_run(run_dir, device="cpu")
+    sentences = ["A cat.", *_sentences(run_dir)[:20]]
+    src_ids = run.tokenizers.source.encode(sentences)
+    limit = len(src_ids[0])
+    run.decode = run.decode.model_copy(update={"max_input_tokens": limit})
+    long = [number for number, ids in enumerate(src_ids, start=1) if len(ids) > limit]
+    assert len(long) > 5
+    with caplog.at_level(logging.WARNING, logger="transformer_cli"):
+        translations = run.translate(sentences)
+    assert translations == run.detokenize(run.best_outputs([ids[:limit] for ids in src_ids]))
+    numbers = ", ".join(map(str, long[:5]))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{len(long)} input lines have more than {limit} tokens; translating the first {limit} of "
+        f"each (decode.max_input_tokens): lines {numbers}, ..."
+    ]

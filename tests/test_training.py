@@ -1,11 +1,13 @@
 """Training you can trust: exact resume, atomic checkpoints, averaging, accumulation, schedules."""
 
+import io
 import json
 import math
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ from transformer_cli.device import resolve_precision
 from transformer_cli.errors import ConfigError, Diverged, FileWriteError, RunError
 from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer, TransformerConfig
-from transformer_cli.records import read_records
+from transformer_cli.records import TrainingLog, read_records
 from transformer_cli.schedule import learning_rate
 from transformer_cli.train import resume, train
 from transformer_cli.trainer import Validator, accumulate_gradients
@@ -412,10 +414,18 @@ def test_fp16_without_cuda_is_a_config_error(corpus, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.fixture(scope="module")
+def finished_short_run(corpus, tmp_path_factory) -> Path:
+    """A 4-step run, trained once for the module."""
+    out = tmp_path_factory.mktemp("short") / "run"
+    train(tiny_config(corpus, max_steps=4, eval_every=2), out, device="cpu")
+    return out
+
+
 @pytest.fixture
-def short_run(corpus, tmp_path) -> Path:
-    train(tiny_config(corpus, max_steps=4, eval_every=2), tmp_path / "run", device="cpu")
-    return tmp_path / "run"
+def short_run(finished_short_run, tmp_path) -> Path:
+    """A copy of the finished 4-step run, for a test to resume, damage or delete from."""
+    return shutil.copytree(finished_short_run, tmp_path / "run")
 
 
 def test_resume_refuses_to_change_the_model(short_run):
@@ -656,3 +666,18 @@ def test_precision_auto_is_bf16_exactly_where_the_cpu_has_it(monkeypatch, native
     assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
     assert resolve_precision("fp32", cpu) == "fp32"  # an explicit choice stays
     assert resolve_precision("bf16", cpu) == "bf16"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:  # tqdm draws its bar only on a terminal
+        return True
+
+
+def test_the_progress_bar_shows_loss_rate_speed_and_eta_from_the_first_step(tmp_path, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    records = TrainingLog(tmp_path, max_steps=100, max_minutes=None)
+    records.step(1, 0, loss=2.5, tokens=1000, lr=1e-4, grad_norm=1.0)  # log_every is far away
+    records.bar.refresh()
+    records.close()
+    assert re.search(r"loss=2\.500 lr=1\.00e-04 tok/s=[\d,]+ eta=\d+:\d\d", terminal.getvalue())

@@ -67,7 +67,7 @@ def attention_of_translations(
     line, which has no translation to look at)."""
     target = translator.tokenizers.target
     source = translator.tokenizers.source
-    src_ids = source.encode(sentences)
+    src_ids = translator.encode_inputs(sentences)  # over-long lines cut, as translate cuts them
     outputs = translator.best_outputs(src_ids, batch_size, progress)
     translations = translator.detokenize(outputs)
     records: list[SentenceAttention | None] = []

@@ -4,6 +4,7 @@ import itertools
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -172,6 +173,14 @@ def translate(
         int | None,
         typer.Option("--batch-size", min=1, help="Sentences per batch [default: config]."),
     ] = None,
+    batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-tokens",
+            min=1,
+            help="Sentences x longest source x beam width per batch, at most [default: config].",
+        ),
+    ] = None,
     beam: BeamOption = None,
     greedy: GreedyOption = False,
     nbest: Annotated[
@@ -249,13 +258,16 @@ def translate(
     if nbest is not None:
         beam = beam or max(run.decode.beam_size, nbest)
     _choose_search(run, beam, greedy)
+    if batch_tokens is not None:
+        run.decode = run.decode.model_copy(update={"batch_tokens": batch_tokens})
     batch_size = batch_size or run.decode.batch_size
-    if input == "-":
-        lines = decode_lines(sys.stdin.buffer, "stdin")  # the same line rules as for files
+    # Invalid UTF-8 is read as U+FFFD with a warning: one bad byte must not stop a long job.
+    if input == "-":  # the same line rules as for files
+        lines = decode_lines(sys.stdin.buffer, "stdin", replace_invalid=True)
         # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
         chunk_size, progress = (1 if sys.stdin.isatty() else 16 * batch_size), False
     else:
-        lines = read_lines(input, "--input")
+        lines = read_lines(input, "--input", replace_invalid=True)
         chunk_size, progress = max(len(lines), 1), True
     if attention is not None:
         results = _translations_with_attention(
@@ -330,12 +342,12 @@ def _translations(
     while chunk := list(itertools.islice(iterator, chunk_size)):
         if nbest:
             for number, hypotheses in enumerate(
-                run.translate_nbest(chunk, nbest, batch_size, progress)
+                run.translate_nbest(chunk, nbest, batch_size, progress, first + 1)
             ):
                 for text, value in hypotheses:
                     yield f"{first + number} ||| {text} ||| {value:.4f}"
         else:
-            yield from run.translate(chunk, batch_size, progress)
+            yield from run.translate(chunk, batch_size, progress, first + 1)
         first += len(chunk)
 
 
@@ -402,6 +414,11 @@ def evaluate(
             run.config.data.tgt_lang, bleu_tokenize or eval_config.bleu_tokenize
         )
         bleu_metric(tokenize)  # a tokenizer that needs missing packages: say so before translating
+        if src is None and run.config.data.test is None:
+            raise TcliError(
+                f"{run_dir / 'config.yaml'} has no data.test: pass --src and --ref, "
+                "or add data.test to it"
+            )
         if src is None:
             files, key = run.config.data.test, "data.test"
         else:
@@ -595,7 +612,7 @@ class _TqdmHandler(logging.Handler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `tcli` script: one-line errors with exit code 2, unless --debug."""
+    """Entry point of the `tcli` script: one-line errors (tracebacks with --debug), exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [arg for arg in args if arg != "--debug"]
@@ -607,13 +624,17 @@ def main(argv: list[str] | None = None) -> None:
         # not standalone: typer's usage errors come here, to be told in one line like ours
         exit_code = app(args, prog_name="tcli", standalone_mode=False)
     except TcliError as err:
-        if debug:
-            raise
-        print(f"tcli: {err.prefix}{err}", file=sys.stderr)
+        if debug:  # the traceback instead of the line, but the same exit code
+            traceback.print_exc()
+        else:
+            print(f"tcli: {err.prefix}{err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except Exception as err:
-        if debug or not _is_usage_error(err):
+        if not _is_usage_error(err):
             raise
+        if debug:
+            traceback.print_exc()
+            sys.exit(2)
         if type(err).__name__ == "NoArgsIsHelpError":  # bare `tcli`: the help is the message
             print(err.format_message(), file=sys.stderr)
             sys.exit(2)

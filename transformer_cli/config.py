@@ -8,6 +8,7 @@ Data paths are used as written: relative paths are relative to the directory you
 """
 
 import difflib
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -63,7 +64,11 @@ class DataConfig(_Section):
     tgt_lang: str = Field(description="target language code, e.g. de")
     train: ParallelFiles
     valid: ParallelFiles
-    test: ParallelFiles
+    test: ParallelFiles | None = Field(
+        None,
+        description="the test set `tcli eval RUN_DIR` scores when given no --src and --ref "
+        "(null: none)",
+    )
     max_len: int = Field(
         128,
         gt=0,
@@ -74,6 +79,9 @@ class DataConfig(_Section):
         ge=1,
         description="drop (and count) training pairs whose longer side has more than this many "
         "times the tokens of the shorter (null: no limit)",
+    )
+    download: str | None = Field(
+        None, description="the command that fetches the data, suggested when its files are missing"
     )
 
 
@@ -234,7 +242,20 @@ class DecodeConfig(_Section):
         ge=0, description="output length limit: max_len_a * source_tokens + max_len_b"
     )
     max_len_b: int = Field(ge=1, description="see max_len_a")
-    batch_size: int = Field(64, gt=0, description="sentences decoded together")
+    batch_size: int = Field(64, gt=0, description="sentences decoded together, at most")
+    batch_tokens: int = Field(
+        8000,
+        gt=0,
+        description="a batch's size, at most: its sentences x its longest source (tokens, EOS "
+        "included) x the beam width (1 for greedy search); a longer sentence is a batch alone",
+    )
+    max_input_tokens: int = Field(
+        1024,
+        gt=0,
+        description="a longer input line is translated in part, its first max_input_tokens "
+        "tokens, with a warning (as is one longer than learned positions allow); --score does "
+        "not cut",
+    )
     strategy: Literal["greedy", "beam"] = Field(
         "greedy", description="search algorithm (beam with beam_size 1 is greedy)"
     )
@@ -289,14 +310,25 @@ def config_reference() -> str:
     def walk(section: type[BaseModel], prefix: str) -> None:
         for name, field in section.model_fields.items():
             key, annotation = f"{prefix}{name}", field.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                walk(annotation, f"{key}.")
+            if nested := _section_type(annotation):
+                if type(None) in _member_types(annotation):  # optional: say what null means
+                    default = f"`{_yaml_scalar(field.default)}`"
+                    rows.append(f"| `{key}` | mapping or null | {default} | {field.description} |")
+                walk(nested, f"{key}.")
                 continue
             default = "required" if field.is_required() else f"`{_yaml_scalar(field.default)}`"
             rows.append(f"| `{key}` | {_type_name(annotation)} | {default} | {field.description} |")
 
     walk(Config, "")
     return "\n".join(rows) + "\n"
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The section an annotation holds: ParallelFiles for `ParallelFiles | None`; else None."""
+    for member in _member_types(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return member
+    return None
 
 
 def _type_name(annotation: Any) -> str:
@@ -323,7 +355,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: the keys it merges in may be overridden here
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # PyYAML's own check below refuses it, naming the line
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     problem=f"{key!r} appears twice", problem_mark=key_node.start_mark
@@ -346,6 +382,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise ConfigError(f"{path}: YAML nested too deeply to read") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a YAML mapping of sections (data, model, ...)")
     overridden = [apply_override(raw, item) for item in overrides]
@@ -355,18 +393,21 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
 def apply_override(raw: dict[str, Any], item: str) -> str:
     """Set `a.b.c=value` in the nested dict `raw`; returns the dotted key."""
     key, sep, text = item.partition("=")
-    if not sep or not key:
+    if not sep or "" in key.split("."):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.max_steps=100")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
+    except RecursionError:
+        raise ConfigError(f"--set {_printable(key)}: value nested too deeply to read") from None
     *parents, leaf = key.split(".")
     node = raw
     for depth, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {'.'.join(parents[: depth + 1])} is not a section")
+            section = ".".join(parents[: depth + 1])
+            raise ConfigError(_printable(f"--set {key}: {section} is not a section"))
         node = child
     node[leaf] = value
     return key
@@ -388,7 +429,7 @@ def validate_config(
                 o == key or o.startswith(key + ".") or key.startswith(o + ".") for o in overridden
             )
             in_file |= not by_set
-            problems.append(f"{'--set ' if by_set else ''}{key}: {message}")
+            problems.append(_printable(f"{'--set ' if by_set else ''}{key}: {message}"))
         raise ConfigError(f"{source}: " * in_file + "; ".join(problems)) from None
 
 
@@ -410,12 +451,17 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     return ".".join(loc), f"{message} (got {error['input']!r})"
 
 
+def _printable(text: str) -> str:
+    """Text for a one-line message: line breaks and control characters (in a key) escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _section_at(loc: list[str]) -> type[BaseModel] | None:
     section: type[BaseModel] = Config
     for part in loc:
-        annotation = section.model_fields.get(part)
-        target = annotation.annotation if annotation else None
-        if not (isinstance(target, type) and issubclass(target, BaseModel)):
+        field = section.model_fields.get(part)
+        target = _section_type(field.annotation) if field else None
+        if target is None:
             return None
         section = target
     return section

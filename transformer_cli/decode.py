@@ -128,6 +128,7 @@ def beam_search(
     max_len_b: int,
     alpha: float = 0.0,
     nbest: int = 1,
+    greedy_candidate: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search over sentences and beams; the `nbest` best hypotheses per sentence.
 
@@ -143,6 +144,7 @@ def beam_search(
     end with a worse translation than greedy search; here the search notes whether the beam
     followed the greedy path to its end (it usually does) and runs greedy search afterwards for
     the sentences where it did not, so beam search is never worse than greedy.
+    `greedy_candidate=False` leaves that out: plain beam search, as the tests check it.
     """
     pad_id, k, device = model.config.pad_id, beam_size, src.device
     memory, src_mask = model.encode(src)
@@ -177,8 +179,10 @@ def beam_search(
         next_live, kept_slots, next_greedy_prefixes = [], [], []
         parent_rows, next_tokens, next_scores = [], [], []
         for slot, sentence in enumerate(live):
-            prefix = greedy_prefixes[slot]
-            greedy = None if prefix is None else (prefix[0], greedy_next[prefix[0]])
+            greedy_prefix = greedy_prefixes[slot]
+            greedy = (
+                None if greedy_prefix is None else (greedy_prefix[0], greedy_next[greedy_prefix[0]])
+            )
             beams, greedy_beam, greedy_ended = [], None, False
             for rank, (score, index) in enumerate(
                 zip(top_scores[slot].tolist(), top_ids[slot].tolist(), strict=True)
@@ -188,9 +192,9 @@ def beam_search(
                 row, token = slot * width + index // vocab, index % vocab
                 if token == EOS_ID:
                     if rank < k:
-                        prefix = tokens[row, 1:].tolist()
+                        output = tokens[row, 1:].tolist()
                         finished[sentence].append(
-                            Hypothesis(prefix, score / length_penalty(step, alpha), score)
+                            Hypothesis(output, score / length_penalty(step, alpha), score)
                         )
                         greedy_ended |= (row, token) == greedy
                 else:
@@ -206,7 +210,7 @@ def beam_search(
                 greedy_ended |= greedy_beam is not None
                 greedy_beam = None
             if greedy is not None and greedy_beam is None and not greedy_ended:
-                unfollowed[sentence] = prefix[1]  # the beam pruned the greedy path
+                unfollowed[sentence] = greedy_prefix[1]  # the beam pruned the greedy path
             if step >= limits[sentence] or not beams:
                 continue
             best_live = max(score for _, _, score in beams)
@@ -241,7 +245,8 @@ def beam_search(
     sentences = [  # those where the greedy translation might still rank among the nbest
         sentence
         for sentence, bound in sorted(unfollowed.items())
-        if not _cannot_improve(finished[sentence], bound, nbest, limits[sentence], alpha)
+        if greedy_candidate
+        and not _cannot_improve(finished[sentence], bound, nbest, limits[sentence], alpha)
     ]
     if sentences:
         index = torch.tensor(sentences, device=device)

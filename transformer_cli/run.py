@@ -10,6 +10,7 @@ A run directory holds everything needed to translate, and nothing needs the orig
     train.log         the lines training printed, with timestamps
 """
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from transformer_cli.checkpoint import load_weights, resolve_checkpoint
 from transformer_cli.config import Config, DecodeConfig, load_config
 from transformer_cli.data.batching import source_tensor
+from transformer_cli.data.corpus import first_line_numbers
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
@@ -29,6 +31,8 @@ from transformer_cli.model import Transformer, TransformerConfig
 from transformer_cli.rundir import CONFIG_FILE, check_run_dir
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def read_config(run_dir: Path) -> Config:
@@ -62,14 +66,42 @@ class Translator:
     device: torch.device
 
     def translate(
-        self, sentences: Sequence[str], batch_size: int | None = None, progress: bool = False
+        self,
+        sentences: Sequence[str],
+        batch_size: int | None = None,
+        progress: bool = False,
+        first_line: int = 1,
     ) -> list[str]:
         """Translate each sentence (blank in, blank out); the output order is the input order.
 
-        Greedy or beam search as `decode.strategy` says (a beam of one is greedy search).
+        Greedy or beam search as `decode.strategy` says (a beam of one is greedy search). An
+        over-long sentence is cut (see `encode_inputs`; `first_line` numbers the lines it names).
         """
-        src_ids = self.tokenizers.source.encode(sentences)
+        src_ids = self.encode_inputs(sentences, first_line)
         return self.detokenize(self.best_outputs(src_ids, batch_size, progress))
+
+    def encode_inputs(self, sentences: Sequence[str], first_line: int = 1) -> list[list[int]]:
+        """The sentences as source ids, each cut to the longest input the model takes: the
+        first `decode.max_input_tokens` tokens, fewer if learned positions end sooner. One
+        warning names the lines that were cut, numbering `sentences` from `first_line`."""
+        src_ids = self.tokenizers.source.encode(sentences)
+        limit, reason = self.decode.max_input_tokens, "decode.max_input_tokens"
+        positions = self.model.max_length
+        if positions is not None and positions - 1 < limit:  # - 1 for EOS
+            limit, reason = positions - 1, f"learned positions, model.max_positions={positions}"
+        cut = [(first_line + i, len(ids)) for i, ids in enumerate(src_ids) if len(ids) > limit]
+        if len(cut) == 1:
+            number, length = cut[0]
+            log.warning(
+                f"input line {number} has {length} tokens; translating its first {limit} ({reason})"
+            )
+        elif cut:
+            numbers = first_line_numbers([number for number, _ in cut])
+            log.warning(
+                f"{len(cut)} input lines have more than {limit} tokens; translating the first "
+                f"{limit} of each ({reason}): lines {numbers}"
+            )
+        return [ids[:limit] for ids in src_ids]
 
     def best_outputs(
         self, src_ids: list[list[int]], batch_size: int | None = None, progress: bool = False
@@ -77,7 +109,8 @@ class Translator:
         """The output ids (no BOS, no EOS) the configured search finds best for each source
         (None for an empty one)."""
         d = self.decode
-        if d.strategy == "beam" and d.beam_size > 1:
+        beam = d.strategy == "beam" and d.beam_size > 1
+        if beam:
 
             def search(src: torch.Tensor, _: list[int]) -> list[list[int]]:
                 best = beam_search(
@@ -89,7 +122,7 @@ class Translator:
             def search(src: torch.Tensor, _: list[int]) -> list[list[int]]:
                 return [h.tokens for h in greedy_decode(self.model, src, d.max_len_a, d.max_len_b)]
 
-        return self._each_batch(src_ids, batch_size, progress, search)
+        return self._each_batch(src_ids, batch_size, progress, search, d.beam_size if beam else 1)
 
     def translate_nbest(
         self,
@@ -97,23 +130,25 @@ class Translator:
         nbest: int,
         batch_size: int | None = None,
         progress: bool = False,
+        first_line: int = 1,
     ) -> list[list[tuple[str, float]]]:
         """The `nbest` best distinct beam-search translations of each sentence with their scores
         (log-probability / length penalty), best first; blank sentences get none.
 
         Two token sequences can spell the same text (SentencePiece segments a word in more than
         one way); only the better-scoring one is kept, so for a list the search is asked for
-        twice as many.
+        twice as many. Over-long sentences are cut as `translate` cuts them.
         """
         d = self.decode
         beam_size, wanted = max(d.beam_size, nbest), 1 if nbest == 1 else 2 * nbest
         hypotheses = self._each_batch(
-            self.tokenizers.source.encode(sentences),
+            self.encode_inputs(sentences, first_line),
             batch_size,
             progress,
             lambda src, _: beam_search(
                 self.model, src, beam_size, d.max_len_a, d.max_len_b, d.length_penalty, wanted
             ),
+            beam_size,
         )
         results = []
         for hyps in hypotheses:
@@ -129,14 +164,18 @@ class Translator:
         self, sources: Sequence[str], targets: Sequence[str], batch_size: int | None = None
     ) -> list[float]:
         """The model's log-probability of each target (+ EOS) given its source (force decoding);
-        a blank source is scored too, as the source that is just EOS."""
+        a blank source is scored too, as the source that is just EOS. Nothing is cut: a line
+        longer than learned positions allow is an error."""
+        src_ids = self.tokenizers.source.encode(sources)
         tgt_ids = self.tokenizers.target.encode(targets)
+        self._check_lengths(src_ids, "input")
         self._check_lengths(tgt_ids, "target")
         scores = self._each_batch(
-            self.tokenizers.source.encode(sources),
+            src_ids,
             batch_size,
             False,
             lambda src, rows: score_targets(self.model, src, [tgt_ids[i] for i in rows]),
+            width=1,
             skip_blank=False,
         )
         return [float(s) for s in scores]
@@ -147,30 +186,49 @@ class Translator:
         batch_size: int | None,
         progress: bool,
         run: Callable[[torch.Tensor, list[int]], list[T]],
+        width: int,
         skip_blank: bool = True,
     ) -> list[T | None]:
         """Call run(src tensor, sentence indices) on batches of similar-length sentences and
         return its per-sentence results in input order (None for blank sentences, unless
-        `skip_blank` is False)."""
-        batch_size = batch_size or self.decode.batch_size
-        self._check_lengths(src_ids, "input")
+        `skip_blank` is False). `width`: the hypotheses per sentence (the beam size)."""
         # Sentences of similar length decode together: less padding, fewer wasted steps.
         kept = (i for i, seq in enumerate(src_ids) if seq or not skip_blank)
         order = sorted(kept, key=lambda i: len(src_ids[i]))
+        batches = self._batches(order, src_ids, batch_size or self.decode.batch_size, width)
         results: list[T | None] = [None] * len(src_ids)
         was_training = self.model.training
         self.model.eval()
         try:
-            starts = range(0, len(order), batch_size)
-            bar = tqdm(starts, desc="translate", unit="batch", disable=None if progress else True)
-            for start in bar:  # a progress bar only when asked for and on a terminal
-                rows = order[start : start + batch_size]
+            bar = tqdm(batches, desc="translate", unit="batch", disable=None if progress else True)
+            for rows in bar:  # a progress bar only when asked for and on a terminal
                 src = source_tensor([src_ids[i] for i in rows]).to(self.device)
                 for i, result in zip(rows, run(src, rows), strict=True):
                     results[i] = result
         finally:
             self.model.train(was_training)
         return results
+
+    def _batches(
+        self, order: list[int], src_ids: list[list[int]], batch_size: int, width: int
+    ) -> list[list[int]]:
+        """`order` (shortest source first) cut into batches of at most `batch_size` sentences
+        whose sentences x longest source (EOS included) x width is at most
+        `decode.batch_tokens`, the memory a batch's search takes; a longer sentence is a batch
+        alone."""
+        batches: list[list[int]] = []
+        for i in order:
+            longest = len(src_ids[i]) + 1  # the batch's longest so far: shortest first
+            batch = batches[-1] if batches else []
+            if (
+                batch
+                and len(batch) < batch_size
+                and (len(batch) + 1) * longest * width <= self.decode.batch_tokens
+            ):
+                batch.append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def _check_lengths(self, lines: list[list[int]], what: str) -> None:
         """Learned positions end at model.max_positions: say which line is too long."""

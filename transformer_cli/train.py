@@ -75,8 +75,9 @@ def train(
         return _new_trainer(config, run_dir, data, torch_device, world).fit()
     _check_precision(config, torch_device)
     # Check what can be checked before touching the run directory.
-    valid = _read_valid(config)
+    _check_data_files(config)
     pairs = count_pairs(config.data.train, "data.train")
+    valid = _read_valid(config)
     if not pairs:
         raise DataError(f"data.train: {describe(config.data.train)} is empty")
     existed = run_dir.exists()
@@ -198,6 +199,22 @@ def _write_missing(run_dir: Path, files: dict[str, bytes]) -> None:
         path = run_dir / name
         if not path.exists() or path.read_bytes() != content:
             atomic_write_bytes(path, content)
+
+
+def _check_data_files(config: Config) -> None:
+    """Name every missing data file at once, training files first, and how to get them."""
+    data = config.data
+    splits = {"train": data.train, "valid": data.valid, "test": data.test}
+    missing = [
+        f"data.{split}.{side} {path}"
+        for split, files in splits.items()
+        if files is not None
+        for side, path in (("tsv", files.tsv), ("src", files.src), ("tgt", files.tgt))
+        if path is not None and not Path(path).exists()
+    ]
+    if missing:
+        get = f"; get them with: {data.download} (data.download)" if data.download else ""
+        raise DataError(f"data files not found: {', '.join(missing)}{get}")
 
 
 def _read_valid(config: Config) -> tuple[list[str], list[str]]:

@@ -7,14 +7,17 @@ lazily, so a corpus of any size streams through in bounded memory.
 
 import gzip
 import itertools
+import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from transformer_cli.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class PairFiles(Protocol):
@@ -25,29 +28,49 @@ class PairFiles(Protocol):
     tsv: str | None
 
 
-def decode_lines(binary: Iterable[bytes], name: str) -> Iterator[str]:
+def decode_lines(
+    binary: Iterable[bytes], name: str, replace_invalid: bool = False
+) -> Iterator[str]:
     """UTF-8 lines from a binary stream, without their endings; `name` labels errors.
 
     Only "\\n" ends a line (a stray "\\r" or Unicode line separator inside a sentence does not), so
     the line count is the one `wc -l` reports. A byte-order mark is not part of the first line.
+    A line that is not valid UTF-8 is an error naming it; with `replace_invalid`, its invalid
+    bytes are read as U+FFFD instead, and one warning names such lines when the stream ends.
     """
+    invalid = []
     for number, raw in enumerate(binary, start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise DataError(f"{name}:{number}: not valid UTF-8 text") from None
+            if not replace_invalid:
+                raise DataError(f"{name}:{number}: not valid UTF-8 text") from None
+            line = raw.decode("utf-8", errors="replace")
+            invalid.append(number)
         if number == 1:
             line = line.removeprefix("\ufeff")
         yield line.removesuffix("\n").removesuffix("\r")
+    if len(invalid) == 1:
+        log.warning(f"{name}:{invalid[0]}: not valid UTF-8 text; read its invalid bytes as U+FFFD")
+    elif invalid:
+        log.warning(
+            f"{name}: {len(invalid)} lines are not valid UTF-8 text (lines "
+            f"{first_line_numbers(invalid)}); read their invalid bytes as U+FFFD"
+        )
 
 
-def iter_lines(path: str | Path, key: str = "") -> Iterator[str]:
+def first_line_numbers(numbers: Sequence[int], shown: int = 5) -> str:
+    """Line numbers for a warning: "2, 5, 9", or the first `shown` and "..." if there are more."""
+    return ", ".join(map(str, numbers[:shown])) + (", ..." if len(numbers) > shown else "")
+
+
+def iter_lines(path: str | Path, key: str = "", replace_invalid: bool = False) -> Iterator[str]:
     """The lines of a UTF-8 text file (gunzipped if it ends in .gz), read lazily.
 
-    `key` names the config key or flag in error messages.
+    `key` names the config key or flag in error messages; `replace_invalid` as for decode_lines.
     """
     label = f"{key}: " if key else ""
-    yield from decode_lines(_binary_lines(path, key), f"{label}{path}")
+    yield from decode_lines(_binary_lines(path, key), f"{label}{path}", replace_invalid)
 
 
 def _binary_lines(path: str | Path, key: str) -> Iterator[bytes]:
@@ -65,9 +88,9 @@ def _binary_lines(path: str | Path, key: str) -> Iterator[bytes]:
         raise DataError(f"{label}{path}: cannot read: {err}") from None
 
 
-def read_lines(path: str | Path, key: str = "") -> list[str]:
+def read_lines(path: str | Path, key: str = "", replace_invalid: bool = False) -> list[str]:
     """All lines of a text file, as `iter_lines` reads them."""
-    return list(iter_lines(path, key))
+    return list(iter_lines(path, key, replace_invalid))
 
 
 def iter_pairs(files: PairFiles, key: str = "") -> Iterator[tuple[str, str]]:
