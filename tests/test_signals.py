@@ -75,12 +75,12 @@ def test_second_ctrl_c_during_a_checkpoint_write_aborts_and_corrupts_nothing(
     real_save = torch.save
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background
 
-    def save_then_ctrl_c_twice(state, path):
+    def save_then_ctrl_c_twice(state, file):
         if state["step"] == 4:  # half-way through writing step 4's training state
-            Path(path).write_bytes(b"partial")
+            file.write(b"partial")
             os.kill(os.getpid(), signal.SIGINT)  # asks to stop after the step ...
             os.kill(os.getpid(), signal.SIGINT)  # ... and the second press aborts right here
-        real_save(state, path)
+        real_save(state, file)
 
     monkeypatch.setattr(checkpoint.torch, "save", save_then_ctrl_c_twice)
     with pytest.raises(Interrupted, match="aborted by SIGINT at step 4") as err:
