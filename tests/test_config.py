@@ -1,6 +1,7 @@
 """Config loading: the shipped configs validate; every mistake is one line naming the key."""
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,18 @@ def test_a_misspelt_required_key_names_both_problems_and_the_close_match(tmp_pat
         "typo.yaml: model.d_modle: unknown key; did you mean model.d_model?"
     )
     assert str(caught.value).endswith("; model.d_model: missing required key")
+
+
+def test_a_sentencepiece_sample_of_100_or_fewer_is_refused_by_name(tmp_path, toy_dict):
+    toy_dict["tokenizer"]["input_sentence_size"] = 100
+    with pytest.raises(ConfigError, match=r"tokenizer\.input_sentence_size: 100 is too small"):
+        load_config(_write(tmp_path, toy_dict))
+
+
+def test_the_readme_states_the_torch_floor_that_pyproject_requires():
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    floor = re.search(r'"torch>=([\d.]+),<3"', pyproject).group(1)
+    assert f"tcli needs torch {floor} or newer" in (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_readmes_config_error_examples_are_what_tcli_prints():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sentencepiece as spm
-from conftest import REPO
+from conftest import REPO, tiny_config
 
 from transformer_cli.config import ParallelFiles
 from transformer_cli.data.batching import (
@@ -32,6 +32,7 @@ from transformer_cli.data.tokenizer import (
     train_tokenizer,
 )
 from transformer_cli.errors import DataError
+from transformer_cli.train import _train_one
 
 TOY = REPO / "data" / "toy-en-de"
 
@@ -237,6 +238,19 @@ def test_reservoir_sampling_keeps_every_sentence_equally_likely():
     assert sorted(counts) == list(map(str, range(10)))
     assert all(abs(count / 2000 - 0.3) < 0.04 for count in counts.values())  # 3 of 10 each
     assert _reservoir_sample(["a", "b"], 5, 0) == ["a", "b"]
+
+
+@pytest.mark.parametrize(("size", "said"), [(500_000, None), (101, "sampling 101 of 1,200")])
+def test_the_tokenizer_says_it_samples_only_when_it_does(corpus, tmp_path, caplog, size, said):
+    config = tiny_config(corpus)
+    config.tokenizer.input_sentence_size = size
+    caplog.set_level("INFO", logger="transformer_cli")
+    _train_one(config, tmp_path / "sp.model", (0, 1), "joint", pairs=600)
+    line = next(m for m in caplog.messages if m.startswith("training SentencePiece"))
+    assert (
+        line
+        == f"training SentencePiece (joint, vocab_size=300{f', {said} sentences' if said else ''})"
+    )
 
 
 def test_a_vocabulary_smaller_than_asked_for_is_reported(tmp_path, caplog):

@@ -109,6 +109,15 @@ class TokenizerConfig(_Section):
     tgt_model: str | None = Field(None, description="see src_model")
 
     @model_validator(mode="after")
+    def _samples_over_100(self) -> "TokenizerConfig":
+        if 0 < self.input_sentence_size <= 100:  # SentencePiece fails on smaller samples
+            raise ValueError(
+                f"input_sentence_size: {self.input_sentence_size} is too small a sample for "
+                "SentencePiece; give 0 (all sentences) or more than 100"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _models_match_joint(self) -> "TokenizerConfig":
         if self.joint and (self.src_model or self.tgt_model):
             raise ValueError("src_model: separate models need tokenizer.joint: false")
