@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from conftest import REPO, tcli, tiny_config_dict
 from transformer_cli.checkpoint import latest_step
 from transformer_cli.records import read_records
 
-MAX_STEPS, EVAL_EVERY = 40, 4
+EVAL_EVERY = 4  # a checkpoint every 4 steps: many moments to die at mid-write
 
 # Runs tcli, killing itself with SIGKILL just before the rename that would put the file named
 # by argv[1] in place: mid-checkpoint, with some files of the step written and some not.
@@ -41,19 +42,23 @@ main(sys.argv[2:])
 
 
 @pytest.fixture(scope="module")
-def kill_config(corpus, tmp_path_factory) -> Path:
-    raw = tiny_config_dict(corpus, max_steps=MAX_STEPS, eval_every=EVAL_EVERY, keep_last=2)
-    raw["model"]["dropout"] = 0.1  # a resumed process must draw the same dropout masks
-    path = tmp_path_factory.mktemp("faults") / "kill.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+def trained(corpus, tmp_path_factory) -> Callable[[int], tuple[Path, Path]]:
+    """max_steps -> (config file, a run of it that was never stopped), made once each."""
+    made: dict[int, tuple[Path, Path]] = {}
 
+    def config_and_run(max_steps: int) -> tuple[Path, Path]:
+        if max_steps not in made:
+            raw = tiny_config_dict(corpus, max_steps=max_steps, eval_every=EVAL_EVERY, keep_last=2)
+            raw["model"]["dropout"] = 0.1  # a resumed process must draw the same dropout masks
+            directory = tmp_path_factory.mktemp("faults")
+            (directory / "kill.yaml").write_text(yaml.safe_dump(raw))
+            tcli(
+                "train", directory / "kill.yaml", "--out", directory / "straight", "--device", "cpu"
+            )
+            made[max_steps] = directory / "kill.yaml", directory / "straight"
+        return made[max_steps]
 
-@pytest.fixture(scope="module")
-def uninterrupted(kill_config, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("faults") / "straight"
-    tcli("train", kill_config, "--out", out, "--device", "cpu")
-    return out
+    return config_and_run
 
 
 def _training_seconds(run: Path) -> float:
@@ -93,19 +98,20 @@ def _kill_loop(config: Path, run: Path, kills: int, seed: int, seconds: float) -
     """Train `run` as `config` says (`seconds` of training without a stop), killing it `kills`
     times; return what each kill hit."""
     rng, checkpoints, hits = random.Random(seed), run / "checkpoints", []
+    max_steps = yaml.safe_load(config.read_text())["train"]["max_steps"]
     for number in range(kills):
-        if latest_step(checkpoints) == MAX_STEPS:  # killed after its last checkpoint
+        if latest_step(checkpoints) == max_steps:  # killed after its last checkpoint
             break
         args = ["train", config, "--out", run] if number == 0 else ["train", "--resume", run]
         log_size = (run / "train.log").stat().st_size if number else 0
         last = latest_step(checkpoints) or 0
-        left = seconds * (MAX_STEPS - last) / MAX_STEPS  # about what is left to train
+        left = seconds * (max_steps - last) / max_steps  # about what is left to train
         if number % 2:  # mid-write: die before one of the next checkpoint's files is in place
-            step = last + EVAL_EVERY * rng.randint(1, 2)
-            if step >= MAX_STEPS:
-                step = MAX_STEPS
-            name = rng.choice([f"step-{step:08d}.safetensors", f"step-{step:08d}.state.pt",
-                               "latest.json", "best.safetensors"])  # fmt: skip
+            step = min(last + EVAL_EVERY * rng.randint(1, 2), max_steps)
+            names = [f"step-{step:08d}.safetensors", f"step-{step:08d}.state.pt", "latest.json"]
+            if max_steps - last > 10 * EVAL_EVERY:  # room left for a validation to be the best
+                names.append("best.safetensors")
+            name = rng.choice(names)
             process = _launch(args, die_at=name)
             hits.append(f"writing {name}")
         else:  # a random moment: starting, training, validating or writing
@@ -124,13 +130,14 @@ def _kill_loop(config: Path, run: Path, kills: int, seed: int, seconds: float) -
         assert process.returncode == -signal.SIGKILL, stderr.decode()
         assert latest_step(checkpoints) is not None
         hits[-1] += f" (after step {latest_step(checkpoints)})"
-    if latest_step(checkpoints) != MAX_STEPS:
+    if latest_step(checkpoints) != max_steps:
         tcli("train", "--resume", run, "--device", "cpu")
     return hits
 
 
 def _assert_same_weights(expected: Path, got: Path) -> None:
-    for name in (f"step-{MAX_STEPS:08d}.safetensors", "best.safetensors"):
+    last = latest_step(expected / "checkpoints")
+    for name in (f"step-{last:08d}.safetensors", "best.safetensors"):
         a = safetensors.torch.load_file(str(expected / "checkpoints" / name))
         b = safetensors.torch.load_file(str(got / "checkpoints" / name))
         assert a.keys() == b.keys()
@@ -138,7 +145,9 @@ def _assert_same_weights(expected: Path, got: Path) -> None:
             assert torch.equal(a[key], b[key]), f"{name}: {key}"  # bit for bit
 
 
-def _kill_loop_ends_like_an_uninterrupted_run(config, uninterrupted, run, kills, seed) -> None:
+def _kill_loop_ends_like_an_uninterrupted_run(trained, tmp_path, max_steps, kills, seed) -> None:
+    config, uninterrupted = trained(max_steps)
+    run = tmp_path / "run"
     hits = _kill_loop(config, run, kills, seed, _training_seconds(uninterrupted))
     print("kills:", "; ".join(hits))
     landed = sum("finished first" not in hit for hit in hits)
@@ -147,18 +156,13 @@ def _kill_loop_ends_like_an_uninterrupted_run(config, uninterrupted, run, kills,
     assert not list(run.rglob("*.tmp"))  # what the killed processes left, resuming removed
 
 
-def test_kill_9_in_a_loop_ends_with_the_uninterrupted_weights(kill_config, uninterrupted, tmp_path):
-    _kill_loop_ends_like_an_uninterrupted_run(
-        kill_config, uninterrupted, tmp_path / "run", kills=3, seed=0
-    )
+def test_kill_9_in_a_loop_ends_with_the_uninterrupted_weights(trained, tmp_path):
+    _kill_loop_ends_like_an_uninterrupted_run(trained, tmp_path, max_steps=40, kills=3, seed=0)
 
 
 @pytest.mark.long
 @pytest.mark.parametrize("seed", [1, 2])
-def test_kill_9_twenty_times_ends_with_the_uninterrupted_weights(
-    kill_config, uninterrupted, tmp_path, seed
-):
+def test_kill_9_twenty_times_ends_with_the_uninterrupted_weights(trained, tmp_path, seed):
     _kill_loop_ends_like_an_uninterrupted_run(
-        kill_config, uninterrupted, tmp_path / "run", kills=int(os.environ.get("KILLS", 20)),
-        seed=seed,
-    )  # fmt: skip
+        trained, tmp_path, max_steps=200, kills=int(os.environ.get("KILLS", 20)), seed=seed
+    )
