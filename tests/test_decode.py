@@ -5,11 +5,11 @@ import sacrebleu
 import torch
 
 from transformer_cli.data.batching import source_tensor
-from transformer_cli.data.tokenizer import EOS_ID
+from transformer_cli.data.tokenizer import EOS_ID, PAD_ID
 from transformer_cli.decode import greedy_decode, max_output_lengths
 from transformer_cli.errors import ConfigError, DataError
 from transformer_cli.evaluate import bleu_tokenizer, score
-from transformer_cli.model import DecoderState, TransformerConfig
+from transformer_cli.model import DecoderState
 
 VOCAB = 12
 
@@ -19,7 +19,7 @@ class ScriptedModel:
 
     def __init__(self, scripts: list[list[int]]) -> None:
         self.scripts = scripts
-        self.config = TransformerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB)
+        self.pad_id = PAD_ID
         self.max_length = None  # no table of positions to run out of
         self.calls = 0
 

@@ -7,16 +7,15 @@ import torch.nn.functional as F
 import transformer_cli.loss as loss_module
 from transformer_cli.data.batching import Batch
 from transformer_cli.loss import linear_cross_entropy, sequence_loss
-from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.model import ModelConfig, Transformer
 
 
 def test_loss_is_cross_entropy_over_non_pad_targets_smoothed_over_outputs_only():
     torch.manual_seed(4)
-    config = TransformerConfig(
-        src_vocab_size=7, tgt_vocab_size=7, d_model=8, n_heads=2, n_encoder_layers=1,
-        n_decoder_layers=1, d_ff=16, dropout=0.0,
-    )  # fmt: skip
-    model = Transformer(config)
+    config = ModelConfig(
+        d_model=8, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=16, dropout=0.0
+    )
+    model = Transformer(config, 7, 7)
     batch = Batch.from_ids([[4, 5], [6]], [[4, 5], [6]])  # row 2's target is one token shorter
     logits = model(batch.src, batch.tgt_in)  # (2, 3, 7)
     smoothing = 0.1

@@ -7,7 +7,7 @@ import torch
 
 from transformer_cli.data.batching import Batch, pad_sequences, source_tensor
 from transformer_cli.decode import beam_search, greedy_decode, greedy_decode_reference
-from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.model import ModelConfig, Transformer
 from transformer_cli.model.layers import PositionalEncoding, sinusoidal_positions
 
 VOCAB = 24
@@ -24,11 +24,11 @@ VARIANTS = {
 
 def make_model(vocab: int = VOCAB, **options: object) -> Transformer:
     torch.manual_seed(0)
-    config = TransformerConfig(
-        src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=32, n_heads=4, n_encoder_layers=2,
-        n_decoder_layers=2, d_ff=64, dropout=0.0, **options,
+    config = ModelConfig(
+        d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0,
+        **options,
     )  # fmt: skip
-    model = Transformer(config).eval()
+    model = Transformer(config, vocab, vocab).eval()
     for name, param in model.named_parameters():
         if "norm" in name:  # move LayerNorms off their (1, 0) init so that they matter
             torch.nn.init.normal_(param, mean=float(name.endswith("weight")), std=0.2)
@@ -240,9 +240,9 @@ def test_tied_embeddings_share_one_matrix():
 
 
 def test_tying_everything_needs_one_vocabulary():
-    config = TransformerConfig(src_vocab_size=10, tgt_vocab_size=12, tie_embeddings="all")
+    config = ModelConfig.base(tie_embeddings="all")
     with pytest.raises(ValueError, match="joint"):
-        Transformer(config)
+        Transformer(config, 10, 12)
 
 
 def test_pre_norm_ends_each_stack_with_a_layer_norm():

@@ -13,7 +13,7 @@ from conftest import SPLIT_SIZES, tcli
 
 from transformer_cli import load_run
 from transformer_cli.data.batching import source_tensor
-from transformer_cli.data.tokenizer import BOS_ID, EOS_ID
+from transformer_cli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from transformer_cli.decode import (
     beam_search,
     greedy_decode,
@@ -22,7 +22,7 @@ from transformer_cli.decode import (
     score_targets,
 )
 from transformer_cli.errors import DataError
-from transformer_cli.model import DecoderState, Transformer, TransformerConfig
+from transformer_cli.model import DecoderState, ModelConfig, Transformer
 from transformer_cli.run import Translator, build_model
 
 # A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
@@ -31,11 +31,10 @@ TINY_VOCAB, OUTPUT_TOKENS = 7, (1, 4, 5, 6)
 
 def _random_tiny_model(seed: int, sharpness: float = 4.0) -> Transformer:
     torch.manual_seed(seed)
-    config = TransformerConfig(
-        src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB, d_model=16, n_heads=2,
-        n_encoder_layers=1, n_decoder_layers=2, d_ff=32, dropout=0.0,
-    )  # fmt: skip
-    model = Transformer(config).eval()
+    config = ModelConfig(
+        d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=2, d_ff=32, dropout=0.0
+    )
+    model = Transformer(config, TINY_VOCAB, TINY_VOCAB).eval()
     with torch.no_grad():  # sharpen the output distribution so that hypotheses differ clearly
         model.output_proj.weight.mul_(sharpness)
     return model
@@ -150,7 +149,7 @@ class _EosFirstThenLonger:
     """A scripted model: EOS narrowly beats word 4 at the first step, but 4 4 EOS then follows
     with near certainty, so with a length penalty (alpha > 0) the longer output scores higher."""
 
-    config = TransformerConfig(src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB)
+    pad_id = PAD_ID
     max_length = None  # no table of positions to run out of
 
     def encode(self, src):
@@ -235,7 +234,7 @@ class _GreedyPrunedByTheBeam:
     """A scripted model where a beam of 2 prunes the greedy path 4 6 EOS (probability .0864) at
     its second step, for 5 4 and 5 5 (.175 each), which then only lead to worse endings."""
 
-    config = TransformerConfig(src_vocab_size=TINY_VOCAB, tgt_vocab_size=TINY_VOCAB)
+    pad_id = PAD_ID
     max_length = None
 
     encode = _EosFirstThenLonger.encode

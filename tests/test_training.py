@@ -32,7 +32,7 @@ from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.device import resolve_precision
 from transformer_cli.errors import ConfigError, Diverged, FileWriteError, RunError
 from transformer_cli.loss import TeacherForcedLoss
-from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.model import ModelConfig, Transformer
 from transformer_cli.records import TrainingLog, read_records
 from transformer_cli.schedule import learning_rate
 from transformer_cli.train import resume, train
@@ -196,11 +196,10 @@ def test_averaging_two_checkpoints_gives_their_mean(tmp_path):
 
 def test_accumulating_micro_batches_equals_one_big_batch():
     torch.manual_seed(0)
-    config = TransformerConfig(
-        src_vocab_size=30, tgt_vocab_size=30, d_model=16, n_heads=2, n_encoder_layers=1,
-        n_decoder_layers=1, d_ff=32, dropout=0.0,
-    )  # fmt: skip
-    model = Transformer(config)
+    config = ModelConfig(
+        d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.0
+    )
+    model = Transformer(config, 30, 30)
     gen = torch.Generator().manual_seed(1)
     pairs = [
         (
@@ -649,11 +648,9 @@ def test_tsv_training_data_and_an_existing_tokenizer_model(corpus, tmp_path, sho
 
 
 def test_weights_of_another_shape_say_which_parameter_differs(tmp_path):
-    small = Transformer(TransformerConfig(src_vocab_size=20, tgt_vocab_size=20, d_model=16,
-                                          n_heads=2, d_ff=32))  # fmt: skip
+    small = Transformer(ModelConfig.base(d_model=16, n_heads=2, d_ff=32), 20, 20)
     save_weights(small, tmp_path / "small.safetensors", {})
-    large = Transformer(TransformerConfig(src_vocab_size=20, tgt_vocab_size=20, d_model=32,
-                                          n_heads=2, d_ff=32))  # fmt: skip
+    large = Transformer(ModelConfig.base(d_model=32, n_heads=2, d_ff=32), 20, 20)
     with pytest.raises(RunError, match=r"cannot load checkpoint .* size mismatch for \w"):
         load_weights(large, tmp_path / "small.safetensors")
 

@@ -2,7 +2,8 @@
 
 Unknown keys, wrong types and impossible values are rejected with a one-line `ConfigError` that
 names the key. The resolved config is saved as `config.yaml` in every run directory, and that
-saved file is what `tcli translate` and `tcli eval` read back.
+saved file is what `tcli translate` and `tcli eval` read back. The `model` section is the
+model's own config, `ModelConfig` (model/transformer.py), which `Transformer` takes directly.
 
 Data paths are used as written: relative paths are relative to the directory you run `tcli` from.
 """
@@ -13,32 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from transformer_cli.errors import ConfigError
+from transformer_cli.model.transformer import ModelConfig
+from transformer_cli.schema import Section, member_types
 
 
-class _Section(BaseModel):
-    # Strict: a misspelt key is an error, not a silently ignored setting; no inf or nan.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans_for_numbers(cls, data: Any) -> Any:
-        # pydantic reads true as 1; in a config, `max_steps: true` is a mistake, not a number
-        for name, value in data.items() if isinstance(data, dict) else ():
-            field = cls.model_fields.get(name)
-            if isinstance(value, bool) and field and bool not in _member_types(field.annotation):
-                raise ValueError(f"{name}: expected a number, not {str(value).lower()}")
-        return data
-
-
-def _member_types(annotation: Any) -> tuple[Any, ...]:
-    """The types an annotation admits: (int, NoneType) for `int | None`."""
-    return get_args(annotation) or (annotation,)
-
-
-class ParallelFiles(_Section):
+class ParallelFiles(Section):
     """A corpus: `src` and `tgt` files, or one `tsv` file with both columns."""
 
     src: str | None = Field(
@@ -59,7 +42,7 @@ class ParallelFiles(_Section):
         return self
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     src_lang: str = Field(description="source language code, e.g. en")
     tgt_lang: str = Field(description="target language code, e.g. de")
     train: ParallelFiles
@@ -85,7 +68,7 @@ class DataConfig(_Section):
     )
 
 
-class TokenizerConfig(_Section):
+class TokenizerConfig(Section):
     vocab_size: int = Field(
         8000, gt=4, description="SentencePiece vocabulary size (each, when not joint)"
     )
@@ -130,49 +113,10 @@ class TokenizerConfig(_Section):
         return self
 
 
-class ModelConfig(_Section):
-    d_model: int = Field(gt=0, description="width of embeddings and every sublayer output")
-    n_heads: int = Field(gt=0, description="attention heads; must divide d_model")
-    n_encoder_layers: int = Field(gt=0, description="encoder layers")
-    n_decoder_layers: int = Field(gt=0, description="decoder layers")
-    d_ff: int = Field(gt=0, description="inner width of the position-wise feed-forward network")
-    dropout: float = Field(
-        ge=0, lt=1, description="dropout on embeddings, attention weights and sublayer outputs"
-    )
-    attention: Literal["explicit", "fused"] = Field(
-        "fused",
-        description="explicit: our matmul-softmax-matmul; fused: F.scaled_dot_product_attention",
-    )
-    norm: Literal["post", "pre"] = Field(
-        "post", description="LayerNorm after each residual (the paper) or before each sublayer"
-    )
-    tie_embeddings: Literal["none", "decoder", "all"] = Field(
-        "none",
-        description="share the output projection with the target embedding (decoder) "
-        "and with the source embedding too (all)",
-    )
-    positional: Literal["sinusoidal", "learned"] = Field(
-        "sinusoidal", description="position encoding added to the embeddings"
-    )
-    max_positions: int = Field(
-        1024, gt=0, description="longest sequence a learned position table covers"
-    )
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> "ModelConfig":
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model: {self.d_model} is not divisible by model.n_heads ({self.n_heads})"
-            )
-        if self.d_model % 2:
-            raise ValueError(f"d_model: {self.d_model} must be even (sinusoidal positions)")
-        return self
-
-
 _Beta = Annotated[float, Field(ge=0, lt=1)]  # an Adam decay rate
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     max_steps: int | None = Field(
         gt=0, description="stop after this many optimizer steps (null: no limit)"
     )
@@ -246,7 +190,7 @@ class TrainConfig(_Section):
         return self
 
 
-class DecodeConfig(_Section):
+class DecodeConfig(Section):
     max_len_a: float = Field(
         ge=0, description="output length limit: max_len_a * source_tokens + max_len_b"
     )
@@ -276,7 +220,7 @@ class DecodeConfig(_Section):
     )
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     bleu_tokenize: (
         Literal[
             "13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "none", "flores101", "flores200"
@@ -289,7 +233,7 @@ class EvalConfig(_Section):
     )
 
 
-class Config(_Section):
+class Config(Section):
     data: DataConfig
     tokenizer: TokenizerConfig
     model: ModelConfig
@@ -299,6 +243,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _sections_agree(self) -> "Config":
+        # one vocabulary is one tokenizer (the Transformer sees only sizes, and checks those)
         if self.model.tie_embeddings == "all" and not self.tokenizer.joint:
             raise ValueError("model.tie_embeddings: 'all' shares one embedding between the "
                              "languages, so it needs tokenizer.joint: true")  # fmt: skip
@@ -320,7 +265,7 @@ def config_reference() -> str:
         for name, field in section.model_fields.items():
             key, annotation = f"{prefix}{name}", field.annotation
             if nested := _section_type(annotation):
-                if type(None) in _member_types(annotation):  # optional: say what null means
+                if type(None) in member_types(annotation):  # optional: say what null means
                     default = f"`{_yaml_scalar(field.default)}`"
                     rows.append(f"| `{key}` | mapping or null | {default} | {field.description} |")
                 walk(nested, f"{key}.")
@@ -334,7 +279,7 @@ def config_reference() -> str:
 
 def _section_type(annotation: Any) -> type[BaseModel] | None:
     """The section an annotation holds: ParallelFiles for `ParallelFiles | None`; else None."""
-    for member in _member_types(annotation):
+    for member in member_types(annotation):
         if isinstance(member, type) and issubclass(member, BaseModel):
             return member
     return None

@@ -60,7 +60,7 @@ def greedy_decode(
     only sets its `score`).
     """
     memory, src_mask = model.encode(src)  # (batch, src_len, d_model), (batch, 1, 1, src_len)
-    limits = max_output_lengths(src, model.config.pad_id, max_len_a, max_len_b, model.max_length)
+    limits = max_output_lengths(src, model.pad_id, max_len_a, max_len_b, model.max_length)
     return _greedy(model, memory, src_mask, limits, alpha)
 
 
@@ -75,7 +75,7 @@ def _greedy(
     state = model.start_decoding(memory, src_mask, capacity=longest)
     for step in range(1, longest + 1):
         logits = model.decode_step(tokens[:, step - 1 : step], state)  # (rows, vocab)
-        best, tokens[:, step] = _next_token_log_probs(logits, model.config.pad_id).max(dim=-1)
+        best, tokens[:, step] = _next_token_log_probs(logits, model.pad_id).max(dim=-1)
         log_prob += best
         done = (tokens[:, step] == EOS_ID) | (limits <= step)
         if done.any():  # the step's one host sync
@@ -99,7 +99,7 @@ def greedy_decode_reference(
     """Greedy search the slow, obvious way: at every step, run the decoder over every sentence's
     whole prefix (finished ones padded) and take the last position's most likely token.
     O(n²) decoder work per sentence; kept as the reference for `greedy_decode`."""
-    pad_id = model.config.pad_id
+    pad_id = model.pad_id
     memory, src_mask = model.encode(src)
     limits = max_output_lengths(src, pad_id, max_len_a, max_len_b, model.max_length)
     tokens = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
@@ -146,7 +146,7 @@ def beam_search(
     the sentences where it did not, so beam search is never worse than greedy.
     `greedy_candidate=False` leaves that out: plain beam search, as the tests check it.
     """
-    pad_id, k, device = model.config.pad_id, beam_size, src.device
+    pad_id, k, device = model.pad_id, beam_size, src.device
     memory, src_mask = model.encode(src)
     limit_tensor = max_output_lengths(src, pad_id, max_len_a, max_len_b, model.max_length)
     limits = limit_tensor.tolist()
@@ -279,7 +279,7 @@ def _cannot_improve(
 @torch.inference_mode()
 def score_targets(model: Transformer, src: Tensor, targets: Sequence[Sequence[int]]) -> list[float]:
     """Log-probability of each target sequence (+ EOS) given its source: force decoding."""
-    pad_id = model.config.pad_id
+    pad_id = model.pad_id
     flat, offsets = flatten(targets)
     rows = np.arange(len(targets))
     tgt_in = pad_rows(flat, offsets, rows, prefix=BOS_ID).to(src.device)

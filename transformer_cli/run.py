@@ -27,7 +27,7 @@ from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
 from transformer_cli.errors import DataError, RunError
-from transformer_cli.model import Transformer, TransformerConfig
+from transformer_cli.model import Transformer
 from transformer_cli.rundir import CONFIG_FILE, check_run_dir
 
 T = TypeVar("T")
@@ -47,12 +47,7 @@ def read_config(run_dir: Path) -> Config:
 def build_model(config: Config, tokenizers: Tokenizers) -> Transformer:
     """The network described by `config.model`, over the tokenizers' vocabularies."""
     return Transformer(
-        TransformerConfig(
-            src_vocab_size=tokenizers.source.vocab_size,
-            tgt_vocab_size=tokenizers.target.vocab_size,
-            pad_id=PAD_ID,
-            **config.model.model_dump(),
-        )
+        config.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size, PAD_ID
     )
 
 

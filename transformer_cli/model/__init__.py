@@ -1,4 +1,5 @@
-"""The Transformer, written out: attention -> layers -> encoder-decoder. Imports only torch."""
+"""The Transformer, written out: attention -> layers -> encoder-decoder, and the `ModelConfig` it is
+built from. Imports torch, and pydantic for the config."""
 
 from transformer_cli.model.attention import (
     KeyValueCache,
@@ -11,18 +12,18 @@ from transformer_cli.model.attention2d import SelfAttention2d
 from transformer_cli.model.transformer import (
     AttentionMaps,
     DecoderState,
+    ModelConfig,
     Transformer,
-    TransformerConfig,
 )
 
 __all__ = [
     "AttentionMaps",
     "DecoderState",
     "KeyValueCache",
+    "ModelConfig",
     "MultiHeadAttention",
     "SelfAttention2d",
     "Transformer",
-    "TransformerConfig",
     "causal_mask",
     "padding_mask",
     "scaled_dot_product_attention",

@@ -122,8 +122,7 @@ class MultiHeadAttention(nn.Module):
         fused: bool = False,
     ) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        # n_heads divides d_model: ModelConfig, from which the Transformer is built, checks it
         self.n_heads, self.d_head, self.dropout = n_heads, d_model // n_heads, dropout
         self.cross, self.fused = cross, fused
         if cross:

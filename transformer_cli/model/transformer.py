@@ -1,9 +1,11 @@
-"""The encoder-decoder Transformer: embeddings, the two stacks, the output projection, and the
-state that lets the decoder run one token at a time."""
+"""The encoder-decoder Transformer: the config it is built from, embeddings, the two stacks, the
+output projection, and the state that lets the decoder run one token at a time."""
 
 import math
 from dataclasses import dataclass
+from typing import Any, Literal
 
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from transformer_cli.model.attention import KeyValueCache, causal_mask, padding_mask
@@ -14,26 +16,58 @@ from transformer_cli.model.layers import (
     LearnedPositions,
     PositionalEncoding,
 )
+from transformer_cli.schema import Section
 
 
-@dataclass
-class TransformerConfig:
-    """Everything needed to build the network (the paper's base model by default)."""
+class ModelConfig(Section):
+    """The network's shape and variants, validated when made: the `model` section of a run's
+    config, and what `Transformer` takes (with the vocabulary sizes, which the tokenizers fix)."""
 
-    src_vocab_size: int
-    tgt_vocab_size: int
-    d_model: int = 512
-    n_heads: int = 8
-    n_encoder_layers: int = 6
-    n_decoder_layers: int = 6
-    d_ff: int = 2048
-    dropout: float = 0.1
-    attention: str = "fused"  # explicit | fused
-    norm: str = "post"  # post | pre
-    tie_embeddings: str = "none"  # none | decoder | all
-    positional: str = "sinusoidal"  # sinusoidal | learned
-    max_positions: int = 1024
-    pad_id: int = 0
+    d_model: int = Field(gt=0, description="width of embeddings and every sublayer output")
+    n_heads: int = Field(gt=0, description="attention heads; must divide d_model")
+    n_encoder_layers: int = Field(gt=0, description="encoder layers")
+    n_decoder_layers: int = Field(gt=0, description="decoder layers")
+    d_ff: int = Field(gt=0, description="inner width of the position-wise feed-forward network")
+    dropout: float = Field(
+        ge=0, lt=1, description="dropout on embeddings, attention weights and sublayer outputs"
+    )
+    attention: Literal["explicit", "fused"] = Field(
+        "fused",
+        description="explicit: our matmul-softmax-matmul; fused: F.scaled_dot_product_attention",
+    )
+    norm: Literal["post", "pre"] = Field(
+        "post", description="LayerNorm after each residual (the paper) or before each sublayer"
+    )
+    tie_embeddings: Literal["none", "decoder", "all"] = Field(
+        "none",
+        description="share the output projection with the target embedding (decoder) "
+        "and with the source embedding too (all)",
+    )
+    positional: Literal["sinusoidal", "learned"] = Field(
+        "sinusoidal", description="position encoding added to the embeddings"
+    )
+    max_positions: int = Field(
+        1024, gt=0, description="longest sequence a learned position table covers"
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelConfig":
+        # Messages start with the key, which config.py prefixes with its section: model.d_model.
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model: {self.d_model} is not divisible by model.n_heads ({self.n_heads})"
+            )
+        if self.d_model % 2:
+            raise ValueError(f"d_model: {self.d_model} must be even (sinusoidal positions)")
+        return self
+
+    @classmethod
+    def base(cls, **changes: Any) -> "ModelConfig":
+        """The paper's base model (Vaswani et al. 2017, table 3), with `changes`."""
+        paper = dict(
+            d_model=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048, dropout=0.1
+        )
+        return cls(**paper | changes)
 
 
 @dataclass
@@ -73,17 +107,22 @@ class AttentionMaps:
 class Transformer(nn.Module):
     """Maps source token ids and a shifted target to next-token logits (no softmax inside)."""
 
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(
+        self, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, pad_id: int = 0
+    ) -> None:
         super().__init__()
-        self.config = c = config
+        self.config = c = config.model_copy()  # what was built, whatever later happens to `config`
+        self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
+        self.pad_id = pad_id  # tcli's tokenizers: 0
         pre_norm, fused = c.norm == "pre", c.attention == "fused"
-        self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.src_embed = nn.Embedding(src_vocab_size, c.d_model, padding_idx=pad_id)
         if c.tie_embeddings == "all":
-            if c.src_vocab_size != c.tgt_vocab_size:
+            # A run's config checks that its vocabulary is one (tokenizer.joint); here, the sizes.
+            if src_vocab_size != tgt_vocab_size:
                 raise ValueError("tie_embeddings='all' needs one joint source/target vocabulary")
             self.tgt_embed = self.src_embed
         else:
-            self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
+            self.tgt_embed = nn.Embedding(tgt_vocab_size, c.d_model, padding_idx=pad_id)
         self.src_positions, self.tgt_positions = _positions(c), _positions(c)
         # the longest sequence (source + EOS, or BOS + target) a learned table can place
         self.max_length = c.max_positions if c.positional == "learned" else None
@@ -99,7 +138,7 @@ class Transformer(nn.Module):
         # Pre-norm leaves the residual stream unnormalised: each stack ends with a LayerNorm.
         self.encoder_norm = nn.LayerNorm(c.d_model) if pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(c.d_model) if pre_norm else nn.Identity()
-        self.output_proj = nn.Linear(c.d_model, c.tgt_vocab_size)
+        self.output_proj = nn.Linear(c.d_model, tgt_vocab_size)
         if c.tie_embeddings in ("decoder", "all"):
             self.output_proj.weight = self.tgt_embed.weight  # one matrix, read both ways
         self._init_parameters()
@@ -127,7 +166,7 @@ class Transformer(nn.Module):
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """src: (batch, src_len) ids -> memory (batch, src_len, d_model) and its padding mask."""
-        src_mask = padding_mask(src, self.config.pad_id)  # (batch, 1, 1, src_len)
+        src_mask = padding_mask(src, self.pad_id)  # (batch, 1, 1, src_len)
         x = self._embed(self.src_embed, self.src_positions, src)
         for layer in self.encoder_layers:
             x = layer(x, src_mask)
@@ -140,10 +179,8 @@ class Transformer(nn.Module):
     def decoder_states(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
         """The decoder's output before the vocabulary projection: (batch, tgt_len, d_model)."""
         tgt_len = tgt_in.size(1)
-        # Each position sees itself and earlier real tokens only.
-        tgt_mask = padding_mask(tgt_in, self.config.pad_id) & causal_mask(
-            tgt_len, tgt_in.device
-        )  # (batch, 1, tgt_len, tgt_len)
+        # Each position sees itself and earlier real tokens only: (batch, 1, tgt_len, tgt_len).
+        tgt_mask = padding_mask(tgt_in, self.pad_id) & causal_mask(tgt_len, tgt_in.device)
         x = self._embed(self.tgt_embed, self.tgt_positions, tgt_in)
         for layer in self.decoder_layers:
             x = layer(x, memory, tgt_mask, src_mask)
@@ -217,7 +254,7 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def _positions(config: TransformerConfig) -> nn.Module:
+def _positions(config: ModelConfig) -> nn.Module:
     if config.positional == "learned":
         return LearnedPositions(config.d_model, config.max_positions)
     return PositionalEncoding(config.d_model)
