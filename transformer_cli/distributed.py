@@ -7,6 +7,7 @@ torchrun is a world of one, and every collective below is then a no-op.
 """
 
 import datetime
+import gc
 import os
 import signal
 import sys
@@ -108,6 +109,9 @@ def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, tor
             "are intact"
         ) from err
     finally:
+        # DistributedDataParallel lives in reference cycles: free it now, while its group still
+        # exists, not at exit, where tearing it down after the group can abort the process.
+        gc.collect()
         dist.destroy_process_group()
 
 
