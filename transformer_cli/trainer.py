@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,24 @@ from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
 from transformer_cli.loss import TeacherForcedLoss, sequence_loss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
-from transformer_cli.run import Translator
 from transformer_cli.schedule import learning_rate
 from transformer_cli.signals import Aborted, StopSignals
+from transformer_cli.run import Translator
 
 log = logging.getLogger(__name__)
+
+
+class StopReason(str, Enum):
+    """Why the training loop ended: a limit or early stopping ends the run; a signal (Ctrl-C,
+    SIGTERM) pauses it, to be resumed."""
+
+    MAX_STEPS = "max_steps"
+    MAX_MINUTES = "max_minutes"
+    EARLY_STOPPING = "early_stopping"
+    SIGNAL = "signal"
+
+
+LIMITS = (StopReason.MAX_STEPS, StopReason.MAX_MINUTES)
 
 
 @dataclass
@@ -54,7 +68,7 @@ class TrainResult:
     run_dir: Path
     steps: int
     minutes: float
-    stop_reason: str  # max_steps, max_minutes or early_stopping
+    stop_reason: StopReason  # never SIGNAL: a run stopped by a signal raises Interrupted
     best_metric: str  # bleu or loss
     best_value: float
     best_step: int
@@ -63,7 +77,7 @@ class TrainResult:
         metric = {"bleu": "BLEU"}.get(self.best_metric, self.best_metric)
         return (
             f"best valid {metric} {self.best_value:.4g} (step {self.best_step}); "
-            f"stopped at step {self.steps} ({self.stop_reason}) after {self.minutes:.1f} min"
+            f"stopped at step {self.steps} ({self.stop_reason.value}) after {self.minutes:.1f} min"
         )
 
 
@@ -90,25 +104,25 @@ class Trainer:
         state: dict | None = None,
         world: World = SINGLE_PROCESS,
     ) -> None:
-        self.config, self.cfg, self.run_dir, self.world = config, config.train, run_dir, world
+        self.config, self.run_dir, self.world = config, run_dir, world
         self.model, self.data, self.device = model, data, device
         self.checkpoints = run_dir / "checkpoints"
         # fused: one kernel for all parameters instead of a loop of small ones per parameter.
         self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=self.cfg.lr, betas=self.cfg.adam_betas, eps=1e-9,
+            model.parameters(), lr=config.train.lr, betas=config.train.adam_betas, eps=1e-9,
             fused=device.type in ("cpu", "cuda"),
         )  # fmt: skip
-        self.precision = resolve_precision(self.cfg.precision, device)
+        self.precision = resolve_precision(config.train.precision, device)
         # Loss scaling keeps small fp16 gradients from flushing to zero; a no-op otherwise.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         corpus = data.corpus
         # Every process takes its own share of each epoch's batches (batch_tokens is per process).
         self.sampler = TokenBatchSampler(
-            corpus.pair_lengths(), self.cfg.batch_tokens, seed=self.cfg.seed,
+            corpus.pair_lengths(), config.train.batch_tokens, seed=config.train.seed,
             rank=world.rank, world_size=world.size,
         )  # fmt: skip
-        self.loss: nn.Module = TeacherForcedLoss(model, self.cfg.label_smoothing)
+        self.loss: nn.Module = TeacherForcedLoss(model, config.train.label_smoothing)
         if world.size > 1:
             self.loss = DistributedDataParallel(
                 self.loss, device_ids=[device.index] if device.type == "cuda" else None
@@ -118,21 +132,21 @@ class Trainer:
         log.info(
             "batches: %d per epoch of at most %d tokens; %.1f%% of their positions are padding",
             len(first_epoch),
-            self.cfg.batch_tokens,
+            config.train.batch_tokens,
             100 * padding,
         )
         if world.size > 1:
             log.info(
                 "%d processes: %d batches per epoch each; a step trains on batch_tokens x "
                 "processes x accum_steps = %d x %d x %d tokens at most",
-                world.size, len(first_epoch), self.cfg.batch_tokens, world.size,
-                self.cfg.accum_steps,
+                world.size, len(first_epoch), config.train.batch_tokens, world.size,
+                config.train.accum_steps,
             )  # fmt: skip
         if world.is_main:  # rank 0 validates alone
             translator = Translator(model, data.tokenizers, config.decode, device)
             tokenize = bleu_tokenizer(config.data.tgt_lang, config.eval.bleu_tokenize)
             self.validator = Validator(
-                translator, data.valid_src, data.valid_tgt, self.cfg.batch_tokens, tokenize
+                translator, data.valid_src, data.valid_tgt, config.train.batch_tokens, tokenize
             )
         # Counters: optimizer steps taken; the next batch is batches(epoch)[batch_index].
         self.step, self.epoch, self.batch_index = 0, 0, 0
@@ -153,7 +167,7 @@ class Trainer:
         )
 
     def fit(self) -> TrainResult:
-        cfg = self.cfg
+        cfg = self.config.train
         records = TrainingLog(
             self.run_dir,
             cfg.max_steps,
@@ -171,7 +185,9 @@ class Trainer:
                 while True:
                     self._train_step(batches, records)
                     # Rank 0 decides when to stop (its clock, its signals) for every process.
-                    reason = world.from_main(self._stop_reason(records, signals))
+                    reason, signum = world.from_main(
+                        (self._stop_reason(records, signals), signals.received)
+                    )
                     if self.step % cfg.log_every == 0 or reason:
                         records.flush_window()
                     scheduled = self.step % cfg.eval_every == 0
@@ -181,7 +197,7 @@ class Trainer:
                     if validate:  # rank 0 validates; the others wait for its verdict
                         patience_out = self._validate(records, scheduled) if world.is_main else None
                         if world.from_main(patience_out) and not reason:
-                            reason = "early_stopping"
+                            reason = StopReason.EARLY_STOPPING
                     if (validate or reason) and world.is_main:
                         self._save_checkpoint(records.elapsed())
                     if reason:
@@ -201,11 +217,11 @@ class Trainer:
             ) from None
         finally:
             records.close()
-        if reason not in (*LIMITS, "early_stopping"):
+        if reason is StopReason.SIGNAL:
             raise Interrupted(
-                f"stopped by {reason} after step {self.step}; checkpoint saved. "
-                f"Resume with: {self._resume_command()}",
-                signal.Signals[reason],
+                f"stopped by {signal.Signals(signum).name} after step {self.step}; checkpoint "
+                f"saved. Resume with: {self._resume_command()}",
+                signum,
             )
         best_value, best_step = world.from_main(self.best_saved)
         result = TrainResult(
@@ -227,7 +243,7 @@ class Trainer:
     def _train_step(
         self, batches: Iterator[tuple[int, int, list[int]]], records: TrainingLog
     ) -> None:
-        cfg, data = self.cfg, self.data
+        cfg, data = self.config.train, self.data
         started = time.monotonic()
         self.step += 1
         progress = self._progress(records)
@@ -266,7 +282,7 @@ class Trainer:
 
     def _skipped(self, loss: float, grad_norm: float, lr: float) -> None:
         """Say that this step was skipped; stop after train.max_bad_steps of them in a row."""
-        cfg = self.cfg
+        cfg = self.config.train
         log.warning(
             "step %d: the %s is %s; skipped it, no update (%d in a row, train.max_bad_steps=%d)",
             self.step, "loss" if not math.isfinite(loss) else "gradient norm",
@@ -306,21 +322,21 @@ class Trainer:
         """The share of the training budget that will be spent when the coming step ends: of
         train.max_steps, or of train.max_minutes less the time kept for the final validation
         (see _stop_reason), whichever is further along. Drives lr_schedule: budget."""
-        progress = self.step / self.cfg.max_steps if self.cfg.max_steps else 0.0
-        if self.cfg.max_minutes:
-            usable = self.cfg.max_minutes * 60 - self.validation_seconds
+        progress = self.step / self.config.train.max_steps if self.config.train.max_steps else 0.0
+        if self.config.train.max_minutes:
+            usable = self.config.train.max_minutes * 60 - self.validation_seconds
             spent = records.elapsed() + self.step_seconds  # this step as long as the last one
             progress = max(progress, spent / max(usable, 1e-9))
         return progress
 
-    def _stop_reason(self, records: TrainingLog, signals: StopSignals) -> str | None:
-        if self.step == self.cfg.max_steps:  # done anyway: a signal now needs no resume
-            return "max_steps"
+    def _stop_reason(self, records: TrainingLog, signals: StopSignals) -> StopReason | None:
+        if self.step == self.config.train.max_steps:  # done anyway: a signal needs no resume
+            return StopReason.MAX_STEPS
         if signals.received is not None:
-            return signal.Signals(signals.received).name
+            return StopReason.SIGNAL
         # Stop early enough that the final validation ends by the deadline.
         if records.time_left() <= self.validation_seconds:
-            return "max_minutes"
+            return StopReason.MAX_MINUTES
         return None
 
     def _validate(self, records: TrainingLog, scheduled: bool = True) -> bool:
@@ -333,13 +349,13 @@ class Trainer:
         best yet it does write best.safetensors, so that the run has one, and leaves the state
         alone: the next scheduled validation replaces it, as in a run that never stopped.)
         """
-        started = time.monotonic()
+        cfg, started = self.config.train, time.monotonic()
         with records.paused():
             result = self.validator.run()
         self.validation_seconds = time.monotonic() - started
-        value = result[self.cfg.best_metric]
+        value = result[cfg.best_metric]
         better = self.best_value is None or (
-            value > self.best_value if self.cfg.best_metric == "bleu" else value < self.best_value
+            value > self.best_value if cfg.best_metric == "bleu" else value < self.best_value
         )
         if scheduled and better:
             self.best_value, self.best_step, self.bad_validations = value, self.step, 0
@@ -349,7 +365,7 @@ class Trainer:
             log.info(
                 "step %d is off the eval_every schedule: its %s %.4g beats the best (step %d), "
                 "but best.safetensors stays; use --checkpoint last for these weights",
-                self.step, self.cfg.best_metric, value, self.best_step,
+                self.step, cfg.best_metric, value, self.best_step,
             )  # fmt: skip
         saves_best = better and (scheduled or self.best_value is None)
         if saves_best:
@@ -357,10 +373,12 @@ class Trainer:
             save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
             self.best_saved = (value, self.step)
         records.validation(self.step, self.epoch, result, saves_best)
-        patience = self.cfg.early_stopping_patience
+        patience = cfg.early_stopping_patience
         if patience and self.bad_validations >= patience:
             log.info(
-                "early stopping: %d validations without a better %s", patience, self.cfg.best_metric
+                "early stopping: %d validations without a better %s",
+                patience,
+                cfg.best_metric,
             )
             return True
         return False
@@ -368,7 +386,7 @@ class Trainer:
     def _save_checkpoint(self, elapsed: float) -> None:
         self.elapsed_before = elapsed
         save_checkpoint(self.checkpoints, self.step, self.model, self.state_dict())
-        prune_checkpoints(self.checkpoints, self.cfg.keep_last)
+        prune_checkpoints(self.checkpoints, self.config.train.keep_last)
 
     def state_dict(self) -> dict:
         """Everything but the weights that the next step depends on (tensors and plain data)."""
@@ -413,7 +431,7 @@ class Trainer:
             )  # fmt: skip
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the config's betas, if --set changed them
-            group["betas"] = self.cfg.adam_betas
+            group["betas"] = self.config.train.adam_betas
         if state["scaler"]:  # empty when saved by a run without fp16
             self.scaler.load_state_dict(state["scaler"])
         self.best_value, self.best_step = state["best_value"], state["best_step"]
@@ -459,9 +477,6 @@ def accumulate_gradients(
             (scaler.scale(value * world.size) if scaler else value * world.size).backward()
         total += value.item()
     return world.sum(total), tokens
-
-
-LIMITS = ("max_steps", "max_minutes")
 
 
 def dropout_seed(seed: int, epoch: int, position: int) -> int:
