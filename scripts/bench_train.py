@@ -92,8 +92,8 @@ from transformer_cli.data.corpus import count_pairs
 from transformer_cli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from transformer_cli.device import resolve_device
 from transformer_cli.loss import sequence_loss
-from transformer_cli.run import build_model
 from transformer_cli.train import _encoded_corpus, _make_tokenizers
+from transformer_cli.translator import build_model
 
 SYSTEMS = {
     "tcli": "tcli's step, tcli's bucketed batches",

@@ -23,7 +23,7 @@ from transformer_cli.decode import (
 )
 from transformer_cli.errors import DataError
 from transformer_cli.model import DecoderState, ModelConfig, Transformer
-from transformer_cli.run import Translator, build_model
+from transformer_cli.translator import Translator, build_model
 
 # A vocabulary small enough to enumerate: PAD 0, UNK 1, BOS 2, EOS 3, and the words 4, 5, 6.
 TINY_VOCAB, OUTPUT_TOKENS = 7, (1, 4, 5, 6)
@@ -190,7 +190,7 @@ def test_translate_with_beam_one_runs_greedy_search(run_dir, monkeypatch):
     def no_beam_search(*args, **kwargs):
         raise AssertionError("a beam of one must take the greedy search path")
 
-    monkeypatch.setattr("transformer_cli.run.beam_search", no_beam_search)
+    monkeypatch.setattr("transformer_cli.translator.beam_search", no_beam_search)
     assert run.translate(sentences) == greedy
 
 
@@ -317,7 +317,7 @@ def test_batches_hold_at_most_batch_tokens_unless_one_sentence_does(run_dir, str
         shapes.append(tuple(src.shape))  # (sentences, longest source + EOS)
         return search(model, src, *args)
 
-    monkeypatch.setattr(f"transformer_cli.run.{search.__name__}", recording_search)
+    monkeypatch.setattr(f"transformer_cli.translator.{search.__name__}", recording_search)
     sentences = [*_sentences(run_dir), "The old man gives the child a red ball. " * 16, ""]
     assert len(run.translate(sentences)) == len(sentences)
     assert sum(rows for rows, _ in shapes) == len(sentences) - 1  # the blank line is not searched

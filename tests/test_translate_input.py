@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from transformer_cli.cli import app
 from transformer_cli.data.corpus import decode_lines, first_line_numbers
-from transformer_cli.run import load_run
+from transformer_cli.translator import load_run
 
 CAP = 40  # decode.max_input_tokens for the in-process examples: long lines get cut, cheaply
 
@@ -80,7 +80,7 @@ def _translate_in_process(run, data: bytes) -> bytes:
     already (loading it each time would cost more than translating)."""
     stdout = _Stdio()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("transformer_cli.run.load_run", lambda *args: run)
+        patch.setattr("transformer_cli.translator.load_run", lambda *args: run)
         patch.setattr(sys, "stdin", _Stdio(data))
         patch.setattr(sys, "stdout", stdout)
         app(["translate", "RUN_DIR"], prog_name="tcli", standalone_mode=False)

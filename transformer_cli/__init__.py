@@ -15,8 +15,8 @@ _EXPORTS = {
     "Config": "transformer_cli.config",
     "load_config": "transformer_cli.config",
     "TcliError": "transformer_cli.errors",
-    "Translator": "transformer_cli.run",
-    "load_run": "transformer_cli.run",
+    "Translator": "transformer_cli.translator",
+    "load_run": "transformer_cli.translator",
     "score": "transformer_cli.evaluate",
 }
 __all__ = sorted(_EXPORTS)

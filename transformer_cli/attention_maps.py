@@ -7,6 +7,7 @@ exactly those the model gives that output, whichever search found it.
 """
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,18 @@ from transformer_cli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from transformer_cli.decode import max_output_lengths
 from transformer_cli.errors import TcliError
 from transformer_cli.files import atomic_write_text
-from transformer_cli.model import AttentionMaps
-from transformer_cli.plots import heatmap_figure, save_figure
+from transformer_cli.model import AttentionMaps, Transformer
+from transformer_cli.plots import heatmap_figure, require_matplotlib, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from transformer_cli.run import Translator
+    from transformer_cli.translator import Translator
 
 Kind = Literal["cross", "encoder", "decoder"]
 KINDS: tuple[Kind, ...] = ("cross", "encoder", "decoder")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,9 +102,12 @@ def attention_of_translations(
     return records
 
 
-def check_selection(n_layers: int, n_heads: int, layer: int | None, head: str) -> None:
-    """--layer (1..n_layers) and --head (mean, all, or 1..n_heads) fit the model, before any
-    translating."""
+def check_selection(model: Transformer, kind: Kind, layer: int | None, head: str) -> None:
+    """Before any translating: pictures can be made (the 'plot' extra), and --layer (1..the
+    layers `kind` has) and --head (mean, all, or 1..n_heads) fit the model."""
+    require_matplotlib()
+    c = model.config
+    n_layers, n_heads = c.n_encoder_layers if kind == "encoder" else c.n_decoder_layers, c.n_heads
     if layer is not None and not 1 <= layer <= n_layers:
         raise TcliError(f"--layer {layer}: the model has layers 1 to {n_layers}")
     if head not in ("mean", "all") and not (head.isdigit() and 1 <= int(head) <= n_heads):
@@ -176,3 +182,20 @@ def write_attention_maps(
         atomic_write_text(f"{stem}.json", json.dumps(numbers, ensure_ascii=False))
         written.append(save_figure(attention_figure(record, kind, layer, head), f"{stem}.png"))
     return written
+
+
+def translate_with_attention(
+    translator: "Translator",
+    sentences: Sequence[str],
+    out_dir: Path,
+    kind: Kind = "cross",
+    layer: int | None = None,
+    head: str = "mean",
+    progress: bool = False,
+) -> list[str]:
+    """Translate `sentences` (blank in, blank out) and write each translation's attention maps
+    to out_dir (see `write_attention_maps`); returns the translations."""
+    records = attention_of_translations(translator, sentences, progress=progress)
+    written = write_attention_maps(records, out_dir, kind, layer, head)
+    log.info(f"wrote {len(written)} attention maps ({kind}) to {out_dir}")
+    return ["" if record is None else record.translation for record in records]

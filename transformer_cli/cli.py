@@ -1,21 +1,23 @@
 """The `tcli` command line: parses arguments and calls the library functions that do the work."""
 
-import itertools
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from tqdm import tqdm
 
 from transformer_cli.errors import Interrupted, TcliError
 
-if TYPE_CHECKING:  # imported lazily at run time, so that --help does not wait for torch
-    from transformer_cli.run import Translator
+try:  # newer typer versions carry their own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer runs on click itself
+    from click import exceptions as click_exceptions
+
+# Library calls are imported inside the commands, so that --help does not wait for torch.
 
 app = typer.Typer(
     name="tcli",
@@ -117,7 +119,7 @@ def train(
     """
     from transformer_cli.config import load_config
     from transformer_cli.distributed import joined, launch, world_from_environment
-    from transformer_cli.run import CONFIG_FILE
+    from transformer_cli.rundir import CONFIG_FILE
     from transformer_cli.train import resume as resume_training
     from transformer_cli.train import resumed_config
     from transformer_cli.train import train as run_training
@@ -228,10 +230,9 @@ def translate(
     ] = "mean",
 ) -> None:
     """Translate one sentence a line, keeping line count and order."""
-    from transformer_cli.attention_maps import KINDS, check_selection
-    from transformer_cli.data.corpus import decode_lines, read_lines
+    from transformer_cli.attention_maps import KINDS, check_selection, translate_with_attention
     from transformer_cli.files import atomic_write_text
-    from transformer_cli.run import load_run
+    from transformer_cli.translator import load_run, read_input, score_input, translate_input
 
     if score is not None and (beam or nbest or greedy):
         raise TcliError(
@@ -248,40 +249,18 @@ def translate(
     if output != "-":  # say so now, not after translating everything
         _check_output_file(Path(output))
     run = load_run(run_dir, device, checkpoint)
+    if attention is not None:  # a missing extra or a wrong layer is said before translating
+        check_selection(run.model, attention_kind, layer, head)
+    run = run.with_search(beam, greedy).with_batches(batch_size, batch_tokens)
     if attention is not None:
-        from transformer_cli.plots import require_matplotlib
-
-        require_matplotlib()  # a missing extra is said before translating, not after
-        layers = run.config.model.n_encoder_layers if attention_kind == "encoder" else (
-            run.config.model.n_decoder_layers)  # fmt: skip
-        check_selection(layers, run.config.model.n_heads, layer, head)
-    if nbest is not None:
-        beam = beam or max(run.decode.beam_size, nbest)
-    _choose_search(run, beam, greedy)
-    if batch_tokens is not None:
-        run.decode = run.decode.model_copy(update={"batch_tokens": batch_tokens})
-    batch_size = batch_size or run.decode.batch_size
-    # Invalid UTF-8 is read as U+FFFD with a warning: one bad byte must not stop a long job.
-    if input == "-":  # the same line rules as for files
-        lines = decode_lines(sys.stdin.buffer, "stdin", replace_invalid=True)
-        # Interactive: answer each line as it is typed. Piped: translate in sorted batches.
-        chunk_size, progress = (1 if sys.stdin.isatty() else 16 * batch_size), False
-    else:
-        lines = read_lines(input, "--input", replace_invalid=True)
-        chunk_size, progress = max(len(lines), 1), True
-    if attention is not None:
-        results = _translations_with_attention(
-            run, list(lines), batch_size, progress, attention, attention_kind, layer, head
+        lines = list(read_input(input))  # a progress bar for a file, as translate_input shows
+        results = translate_with_attention(
+            run, lines, attention, attention_kind, layer, head, progress=input != "-"
         )
     elif score is not None:
-        sources, targets = list(lines), read_lines(score, "--score")
-        if len(sources) != len(targets):
-            raise TcliError(
-                f"--score {score} has {len(targets)} lines but the input has {len(sources)}"
-            )
-        results = (f"{value:.4f}" for value in run.score(sources, targets, batch_size))
+        results = [f"{value:.4f}" for value in score_input(run, score, input)]
     else:
-        results = _translations(run, lines, chunk_size, batch_size, nbest, progress)
+        results = translate_input(run, input, nbest)
     if output == "-":
         for line in results:  # UTF-8 whatever the locale, as the output files are
             sys.stdout.buffer.write(f"{line}\n".encode())
@@ -299,56 +278,6 @@ def _check_output_file(path: Path) -> None:
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise TcliError(f"--output {path}: {folder} {what}")
-
-
-def _choose_search(run: "Translator", beam: int | None, greedy: bool) -> None:
-    """--greedy, or --beam N (--beam 1 is greedy search); neither keeps the config's choice."""
-    if greedy and beam is not None:
-        raise TcliError("--greedy and --beam exclude each other (--beam 1 is greedy search)")
-    if greedy:
-        run.decode = run.decode.model_copy(update={"strategy": "greedy"})
-    elif beam is not None:
-        run.decode = run.decode.model_copy(update={"strategy": "beam", "beam_size": beam})
-
-
-def _translations_with_attention(
-    run: "Translator",
-    lines: list[str],
-    batch_size: int,
-    progress: bool,
-    out_dir: Path,
-    kind: str,
-    layer: int | None,
-    head: str,
-) -> list[str]:
-    from transformer_cli.attention_maps import attention_of_translations, write_attention_maps
-
-    records = attention_of_translations(run, lines, batch_size, progress)
-    written = write_attention_maps(records, out_dir, kind, layer, head)
-    print(f"wrote {len(written)} attention maps ({kind}) to {out_dir}", file=sys.stderr)
-    return ["" if record is None else record.translation for record in records]
-
-
-def _translations(
-    run: "Translator",
-    lines: Iterable[str],
-    chunk_size: int,
-    batch_size: int,
-    nbest: int | None,
-    progress: bool,
-) -> Iterator[str]:
-    """Output lines for `lines`, translated `chunk_size` at a time (n-best lines if asked)."""
-    iterator, first = iter(lines), 0
-    while chunk := list(itertools.islice(iterator, chunk_size)):
-        if nbest:
-            for number, hypotheses in enumerate(
-                run.translate_nbest(chunk, nbest, batch_size, progress, first + 1)
-            ):
-                for text, value in hypotheses:
-                    yield f"{first + number} ||| {text} ||| {value:.4f}"
-        else:
-            yield from run.translate(chunk, batch_size, progress, first + 1)
-        first += len(chunk)
 
 
 @app.command(
@@ -388,10 +317,8 @@ def evaluate(
 ) -> None:
     """Score translations with sacreBLEU: BLEU and chrF with their signatures."""
     from transformer_cli.config import ParallelFiles
-    from transformer_cli.data.corpus import describe, read_pairs
-    from transformer_cli.errors import DataError
-    from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
-    from transformer_cli.run import load_run
+    from transformer_cli.evaluate import evaluate_run, score_files
+    from transformer_cli.translator import load_run
 
     if hyp is not None:
         if run_dir is not None or src is not None or ref is None:
@@ -399,41 +326,15 @@ def evaluate(
                 "--hyp scores existing output: use it with --ref only, e.g. "
                 "tcli eval --hyp out.de --ref ref.de"
             )
-        files = ParallelFiles(src=str(hyp), tgt=str(ref))
-        hypotheses, references = read_pairs(files)
-        tokenize = bleu_tokenize or "13a"
+        scores = score_files(hyp, ref, bleu_tokenize or "13a")
     else:
         if run_dir is None:
             raise TcliError("give a RUN_DIR to translate and score, or --hyp FILE --ref FILE")
         if (src is None) != (ref is None):
             raise TcliError("--src and --ref go together (omit both to use the config's test set)")
-        run = load_run(run_dir, device, checkpoint)
-        _choose_search(run, beam, greedy)
-        eval_config = run.config.eval
-        tokenize = bleu_tokenizer(
-            run.config.data.tgt_lang, bleu_tokenize or eval_config.bleu_tokenize
-        )
-        bleu_metric(tokenize)  # a tokenizer that needs missing packages: say so before translating
-        if src is None and run.config.data.test is None:
-            raise TcliError(
-                f"{run_dir / 'config.yaml'} has no data.test: pass --src and --ref, "
-                "or add data.test to it"
-            )
-        if src is None:
-            files, key = run.config.data.test, "data.test"
-        else:
-            files, key = ParallelFiles(src=str(src), tgt=str(ref)), ""
-        sources, references = read_pairs(files, key)
-        metadata = run.checkpoint_metadata
-        origin = f"step {metadata['step']}" if "step" in metadata else metadata.get("averaged")
-        print(
-            f"{run_dir}: {run.checkpoint} checkpoint ({origin}) on {describe(files)}",
-            file=sys.stderr,
-        )
-        hypotheses = run.translate(sources, progress=True)
-    if not references:
-        raise DataError(f"{describe(files)}: both files are empty; nothing to score")
-    scores = score(hypotheses, references, tokenize)
+        run = load_run(run_dir, device, checkpoint).with_search(beam, greedy)
+        files = None if src is None else ParallelFiles(src=str(src), tgt=str(ref))
+        scores = evaluate_run(run, files, bleu_tokenize)
     if as_json:
         print(json.dumps(scores.as_dict()))
     else:
@@ -491,7 +392,7 @@ def explain(
         return
     if text is None:
         raise TcliError("with a RUN_DIR, give the sentence to look at: --text 'a sentence'")
-    from transformer_cli.run import load_run
+    from transformer_cli.translator import load_run
 
     run = load_run(run_dir, device, checkpoint)
     print(lessons.explain_run(run, text, head, out or run_dir / "explain"))
@@ -557,7 +458,7 @@ def export(
     Needs the optional extra: pip install 'transformer-cli[ctranslate2]'.
     """
     from transformer_cli.export import export_ctranslate2
-    from transformer_cli.run import load_run
+    from transformer_cli.translator import load_run
 
     if to != "ctranslate2":
         raise TcliError(f"--to {to}: the one export format is ctranslate2")
@@ -604,6 +505,10 @@ def plot(
     print(f"wrote {path}")
 
 
+# click 8.2 and later raise this for a bare `tcli`; older ones print the help and exit 0
+_NO_ARGS_IS_HELP = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+
 class _TqdmHandler(logging.Handler):
     """Log lines that do not break the progress bar."""
 
@@ -629,13 +534,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"tcli: {err.prefix}{err}", file=sys.stderr)
         sys.exit(err.exit_code)
-    except Exception as err:
-        if not _is_usage_error(err):
-            raise
+    except click_exceptions.UsageError as err:  # a bad flag or value
         if debug:
             traceback.print_exc()
             sys.exit(2)
-        if type(err).__name__ == "NoArgsIsHelpError":  # bare `tcli`: the help is the message
+        if isinstance(err, _NO_ARGS_IS_HELP):  # bare `tcli`: the help is the message
             print(err.format_message(), file=sys.stderr)
             sys.exit(2)
         print(
@@ -644,8 +547,3 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(2)
     sys.exit(exit_code or 0)
-
-
-def _is_usage_error(err: Exception) -> bool:
-    """click's UsageError (a bad flag or value), which newer typer versions vendor privately."""
-    return any(cls.__name__ == "UsageError" for cls in type(err).__mro__)

@@ -30,7 +30,7 @@ from transformer_cli.model.layers import sinusoidal_positions
 from transformer_cli.plots import heatmap_figure, new_figure, save_figure
 
 if TYPE_CHECKING:
-    from transformer_cli.run import Translator
+    from transformer_cli.translator import Translator
 
 TOPICS = ("attention", "multihead", "masks", "positions", "image")
 

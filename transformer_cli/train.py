@@ -32,8 +32,9 @@ from transformer_cli.distributed import SINGLE_PROCESS, World
 from transformer_cli.errors import ConfigError, DataError, RunError
 from transformer_cli.files import atomic_write_bytes, atomic_write_text
 from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
-from transformer_cli.run import CONFIG_FILE, build_model, read_config
+from transformer_cli.rundir import CONFIG_FILE, read_config
 from transformer_cli.trainer import Trainer, TrainingData, TrainResult
+from transformer_cli.translator import build_model
 
 log = logging.getLogger(__name__)
 

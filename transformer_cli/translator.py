@@ -1,17 +1,13 @@
-"""A trained run directory, and the Translator that turns sentences into translations.
-
-A run directory holds everything needed to translate, and nothing needs the original config file:
-
-    config.yaml       the resolved config the run was trained with
-    tokenizer.model   the joint SentencePiece model (or tokenizer.src.model and tokenizer.tgt.model)
-    cache/            the training corpus as token ids; see data/cache.py
-    checkpoints/      weights (best, every saved step) and training state; see checkpoint.py
-    metrics.jsonl     one JSON object per logged step and per validation; see records.py
-    train.log         the lines training printed, with timestamps
+"""The Translator, which turns sentences into translations; building its network from a config
+and loading it from a run directory (see rundir.py: nothing needs the original config file);
+translating a file or a stream of lines, as `tcli translate` does.
 """
 
+import dataclasses
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,35 +16,20 @@ import torch
 from tqdm import tqdm
 
 from transformer_cli.checkpoint import load_weights, resolve_checkpoint
-from transformer_cli.config import Config, DecodeConfig, load_config
+from transformer_cli.config import Config, DecodeConfig
 from transformer_cli.data.batching import source_tensor
-from transformer_cli.data.corpus import first_line_numbers
+from transformer_cli.data.corpus import decode_lines, first_line_numbers, read_lines
 from transformer_cli.data.tokenizer import PAD_ID, Tokenizers
 from transformer_cli.decode import beam_search, greedy_decode, score_targets
 from transformer_cli.device import resolve_device
-from transformer_cli.errors import DataError, RunError
+from transformer_cli.errors import DataError, TcliError
 from transformer_cli.model import Transformer
-from transformer_cli.rundir import CONFIG_FILE, check_run_dir
+from transformer_cli.rundir import read_config
 
 T = TypeVar("T")
+TranslatorT = TypeVar("TranslatorT", bound="Translator")
 
 log = logging.getLogger(__name__)
-
-
-def read_config(run_dir: Path) -> Config:
-    """The resolved config saved in a run directory."""
-    check_run_dir(run_dir)
-    config_file = run_dir / CONFIG_FILE
-    if not config_file.is_file():
-        raise RunError(f"{run_dir} is not a tcli run directory (no {CONFIG_FILE}); train one first")
-    return load_config(config_file)
-
-
-def build_model(config: Config, tokenizers: Tokenizers) -> Transformer:
-    """The network described by `config.model`, over the tokenizers' vocabularies."""
-    return Transformer(
-        config.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size, PAD_ID
-    )
 
 
 @dataclass
@@ -59,6 +40,31 @@ class Translator:
     tokenizers: Tokenizers
     decode: DecodeConfig
     device: torch.device
+
+    def with_search(
+        self: TranslatorT, beam: int | None = None, greedy: bool = False
+    ) -> TranslatorT:
+        """A copy that searches as asked: greedy search, or beam search with `beam` hypotheses
+        (1 is greedy search); neither keeps `decode.strategy` and `decode.beam_size`."""
+        if greedy and beam is not None:
+            raise TcliError("--greedy and --beam exclude each other (--beam 1 is greedy search)")
+        if greedy:
+            return self._with_decode(strategy="greedy")
+        if beam is not None:
+            return self._with_decode(strategy="beam", beam_size=beam)
+        return self._with_decode()
+
+    def with_batches(
+        self: TranslatorT, size: int | None = None, tokens: int | None = None
+    ) -> TranslatorT:
+        """A copy that decodes at most `size` sentences and `tokens` (sentences x longest source
+        x beam width) a batch; None keeps `decode.batch_size` or `decode.batch_tokens`."""
+        updates = {"batch_size": size, "batch_tokens": tokens}
+        return self._with_decode(**{key: n for key, n in updates.items() if n is not None})
+
+    def _with_decode(self: TranslatorT, **updates: object) -> TranslatorT:
+        """A copy (sharing the model) with these `decode` settings changed."""
+        return dataclasses.replace(self, decode=self.decode.model_copy(update=updates))
 
     def translate(
         self,
@@ -253,6 +259,13 @@ class Run(Translator):
     checkpoint_metadata: dict[str, str]  # step and valid_bleu when it was saved
 
 
+def build_model(config: Config, tokenizers: Tokenizers) -> Transformer:
+    """The network described by `config.model`, over the tokenizers' vocabularies."""
+    return Transformer(
+        config.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size, PAD_ID
+    )
+
+
 def load_run(run_dir: str | Path, device: str = "auto", checkpoint: str = "best") -> Run:
     """Load a run directory written by `tcli train`: config, tokenizers and a checkpoint.
 
@@ -268,3 +281,65 @@ def load_run(run_dir: str | Path, device: str = "auto", checkpoint: str = "best"
     return Run(
         model, tokenizers, config.decode, torch_device, run_dir, config, checkpoint, metadata
     )
+
+
+def read_input(source: str | Path = "-") -> Iterable[str]:
+    """The lines to translate: a file's, all read now, or for "-" stdin's, read as they come.
+    Invalid UTF-8 is read as U+FFFD with a warning: one bad byte must not stop a long job."""
+    if str(source) == "-":  # the same line rules as for files
+        return decode_lines(sys.stdin.buffer, "stdin", replace_invalid=True)
+    return read_lines(source, "--input", replace_invalid=True)
+
+
+def translate_lines(
+    translator: Translator,
+    lines: Iterable[str],
+    nbest: int | None = None,
+    chunk_size: int | None = None,
+    progress: bool = False,
+) -> Iterator[str]:
+    """The output lines for `lines`: one translation a line (blank in, blank out), or with
+    `nbest` K the K best (beam search) of each, one a line as 'LINE ||| TRANSLATION ||| SCORE'
+    (LINE counts from 0).
+
+    `lines` may be a stream: it is read and translated `chunk_size` lines at a time (sorted into
+    batches within a chunk; None: all of them at once), so chunks of 1 answer each line before
+    the next is read. Warnings number the lines from the first of `lines`.
+    """
+    iterator, first = iter(lines), 0
+    while chunk := list(itertools.islice(iterator, chunk_size)):
+        if nbest:
+            for number, hypotheses in enumerate(
+                translator.translate_nbest(chunk, nbest, None, progress, first + 1)
+            ):
+                for text, value in hypotheses:
+                    yield f"{first + number} ||| {text} ||| {value:.4f}"
+        else:
+            yield from translator.translate(chunk, None, progress, first + 1)
+        first += len(chunk)
+
+
+def translate_input(
+    translator: Translator, source: str | Path = "-", nbest: int | None = None
+) -> Iterator[str]:
+    """`translate_lines` over the lines of a file, all at once with a progress bar, or for "-"
+    over stdin's as they come: from a terminal each typed line is answered at once, piped input
+    is translated 16 batches at a time."""
+    lines = read_input(source)
+    if str(source) != "-":
+        return translate_lines(translator, lines, nbest, progress=True)
+    chunk_size = 1 if sys.stdin.isatty() else 16 * translator.decode.batch_size
+    return translate_lines(translator, lines, nbest, chunk_size)
+
+
+def score_input(
+    translator: Translator, targets: str | Path, source: str | Path = "-"
+) -> list[float]:
+    """The model's log-probability of each line of the file `targets` given the line of the same
+    number in `source` (a file, or stdin for "-"); see `Translator.score`."""
+    sources, target_lines = list(read_input(source)), read_lines(targets, "--score")
+    if len(sources) != len(target_lines):
+        raise DataError(
+            f"--score {targets} has {len(target_lines)} lines but the input has {len(sources)}"
+        )
+    return translator.score(sources, target_lines)
