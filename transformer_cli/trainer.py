@@ -45,7 +45,7 @@ from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
 from transformer_cli.schedule import learning_rate
 from transformer_cli.signals import Aborted, StopSignals
-from transformer_cli.run import Translator
+from transformer_cli.translator import Translator
 
 log = logging.getLogger(__name__)
 
