@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import yaml
 
 from transformer_cli.config import Config, validate_config
@@ -40,6 +41,11 @@ def corpus(tmp_path_factory) -> Path:
             lines = source.read_text(encoding="utf-8").splitlines()[:size]
             (directory / f"{split}.{lang}").write_text("\n".join(lines) + "\n", "utf-8")
     return directory
+
+
+def weights(path: Path) -> dict:
+    """The tensors of a safetensors file."""
+    return safetensors.torch.load_file(str(path))
 
 
 def tiny_config_dict(corpus: Path, **train: object) -> dict:

@@ -2,20 +2,25 @@
 sentences, files of translations, or a run translating a test set (`tcli eval`)."""
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import torch
 from sacrebleu.metrics import BLEU, CHRF
 
 from transformer_cli.config import ParallelFiles
+from transformer_cli.data.batching import Batch, TokenBatchSampler, flatten, pair_lengths
 from transformer_cli.data.corpus import PairFiles, describe, read_pairs
 from transformer_cli.errors import ConfigError, DataError, TcliError
+from transformer_cli.loss import sequence_loss
 from transformer_cli.rundir import CONFIG_FILE
 
-if TYPE_CHECKING:  # for the annotation only: scoring files loads no model
-    from transformer_cli.translator import Run
+if TYPE_CHECKING:  # for the annotations only
+    from transformer_cli.translator import Run, Translator
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +128,66 @@ def _score_corpus(
     if not references:
         raise DataError(f"{describe(files)}: both files are empty; nothing to score")
     return score(hypotheses, references, tokenize)
+
+
+class Validator:
+    """Validation loss, perplexity, BLEU and chrF, translating with `tcli translate`'s code."""
+
+    def __init__(
+        self,
+        translator: "Translator",
+        sources: list[str],
+        references: list[str],
+        batch_tokens: int,
+        tokenize: str = "13a",
+    ) -> None:
+        bleu_metric(tokenize)  # its packages are checked now, not at the first validation
+        self.tokenize = tokenize
+        src_ids = translator.tokenizers.source.encode(sources)
+        tgt_ids = translator.tokenizers.target.encode(references)
+        limit = translator.model.max_length  # learned positions place this many at most
+        if limit is not None:
+            kept = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
+                    if max(len(s), len(t)) + 1 <= limit]  # fmt: skip
+            if len(kept) < len(sources):
+                log.warning(
+                    "data.valid: %d of %d pairs have a side longer than %d tokens, which "
+                    "model.max_positions=%d cannot place; validating on the other %d",
+                    len(sources) - len(kept), len(sources), limit - 1, limit, len(kept),
+                )  # fmt: skip
+            if not kept:
+                raise DataError(
+                    f"data.valid: every pair has a side longer than {limit - 1} tokens, which "
+                    f"model.max_positions={limit} cannot place"
+                )
+            sources, references = [sources[i] for i in kept], [references[i] for i in kept]
+            src_ids, tgt_ids = [src_ids[i] for i in kept], [tgt_ids[i] for i in kept]
+        self.translator, self.sources, self.references = translator, sources, references
+        src, tgt = flatten(src_ids), flatten(tgt_ids)
+        lengths = pair_lengths(np.diff(src[1]), np.diff(tgt[1]))
+        sampler = TokenBatchSampler(lengths, batch_tokens, shuffle=False)
+        self.batches = [Batch.from_arrays(src, tgt, rows) for rows in sampler.batches()]
+
+    @torch.no_grad()
+    def loss(self) -> float:
+        """Mean per-token cross entropy (no label smoothing) over the validation targets."""
+        model = self.translator.model
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        for batch in self.batches:
+            batch = batch.to(self.translator.device)
+            total += float(sequence_loss(model, batch))
+            tokens += batch.n_tgt_tokens
+        model.train(was_training)
+        return total / tokens
+
+    def run(self) -> dict[str, float]:
+        loss = self.loss()
+        scores = score(self.translator.translate(self.sources), self.references, self.tokenize)
+        return {
+            "loss": round(loss, 4),
+            "ppl": round(math.exp(min(loss, 100.0)), 3),
+            "bleu": round(scores.bleu, 2),
+            "chrf": round(scores.chrf, 2),
+        }

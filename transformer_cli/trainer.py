@@ -5,7 +5,6 @@ entry points that build one (a new run, or a resumed one) are in train.py.
 """
 
 import contextlib
-import itertools
 import logging
 import math
 import signal
@@ -30,17 +29,16 @@ from transformer_cli.config import Config
 from transformer_cli.data.batching import (
     Batch,
     TokenBatchSampler,
-    flatten,
+    endless_batches,
     padding_fraction,
-    pair_lengths,
 )
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.data.tokenizer import Tokenizers
 from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
-from transformer_cli.errors import DataError, Diverged, FileWriteError, Interrupted
-from transformer_cli.evaluate import bleu_metric, bleu_tokenizer, score
-from transformer_cli.loss import TeacherForcedLoss, sequence_loss
+from transformer_cli.errors import Diverged, FileWriteError, Interrupted
+from transformer_cli.evaluate import Validator, bleu_tokenizer
+from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
 from transformer_cli.schedule import learning_rate
@@ -487,77 +485,3 @@ def dropout_seed(seed: int, epoch: int, position: int) -> int:
     draws those of a run that never stopped, with no random-number state to save.
     """
     return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0])
-
-
-def endless_batches(
-    sampler: TokenBatchSampler, epoch: int = 0, index: int = 0
-) -> Iterator[tuple[int, int, list[int]]]:
-    """(epoch, index in epoch, example indices) for every batch from (epoch, index) on, forever."""
-    for current in itertools.count(epoch):
-        epoch_batches = sampler.batches(current)
-        for position in range(index, len(epoch_batches)):
-            yield current, position, epoch_batches[position]
-        index = 0
-
-
-class Validator:
-    """Validation loss, perplexity, BLEU and chrF, translating with `tcli translate`'s code."""
-
-    def __init__(
-        self,
-        translator: Translator,
-        sources: list[str],
-        references: list[str],
-        batch_tokens: int,
-        tokenize: str = "13a",
-    ) -> None:
-        bleu_metric(tokenize)  # its packages are checked now, not at the first validation
-        self.tokenize = tokenize
-        src_ids = translator.tokenizers.source.encode(sources)
-        tgt_ids = translator.tokenizers.target.encode(references)
-        limit = translator.model.max_length  # learned positions place this many at most
-        if limit is not None:
-            kept = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
-                    if max(len(s), len(t)) + 1 <= limit]  # fmt: skip
-            if len(kept) < len(sources):
-                log.warning(
-                    "data.valid: %d of %d pairs have a side longer than %d tokens, which "
-                    "model.max_positions=%d cannot place; validating on the other %d",
-                    len(sources) - len(kept), len(sources), limit - 1, limit, len(kept),
-                )  # fmt: skip
-            if not kept:
-                raise DataError(
-                    f"data.valid: every pair has a side longer than {limit - 1} tokens, which "
-                    f"model.max_positions={limit} cannot place"
-                )
-            sources, references = [sources[i] for i in kept], [references[i] for i in kept]
-            src_ids, tgt_ids = [src_ids[i] for i in kept], [tgt_ids[i] for i in kept]
-        self.translator, self.sources, self.references = translator, sources, references
-        src, tgt = flatten(src_ids), flatten(tgt_ids)
-        lengths = pair_lengths(np.diff(src[1]), np.diff(tgt[1]))
-        sampler = TokenBatchSampler(lengths, batch_tokens, shuffle=False)
-        self.batches = [Batch.from_arrays(src, tgt, rows) for rows in sampler.batches()]
-
-    @torch.no_grad()
-    def loss(self) -> float:
-        """Mean per-token cross entropy (no label smoothing) over the validation targets."""
-        model = self.translator.model
-        was_training = model.training
-        model.eval()
-        total, tokens = 0.0, 0
-        for batch in self.batches:
-            batch = batch.to(self.translator.device)
-            total += float(sequence_loss(model, batch))
-            tokens += batch.n_tgt_tokens
-        model.train(was_training)
-        return total / tokens
-
-    def run(self) -> dict[str, float]:
-        loss = self.loss()
-        scores = score(self.translator.translate(self.sources), self.references, self.tokenize)
-        return {
-            "loss": round(loss, 4),
-            "ppl": round(math.exp(min(loss, 100.0)), 3),
-            "bleu": round(scores.bleu, 2),
-            "chrf": round(scores.chrf, 2),
-        }

@@ -6,7 +6,7 @@ of any corpus is built the same way.
 """
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,3 +175,14 @@ def padding_fraction(
             padded += len(rows) * int(lengths.max())
             real += int(lengths.sum())
     return 1 - real / padded if padded else 0.0
+
+
+def endless_batches(
+    sampler: TokenBatchSampler, epoch: int = 0, index: int = 0
+) -> Iterator[tuple[int, int, list[int]]]:
+    """(epoch, index in epoch, example indices) for every batch from (epoch, index) on, forever."""
+    for current in itertools.count(epoch):
+        epoch_batches = sampler.batches(current)
+        for position in range(index, len(epoch_batches)):
+            yield current, position, epoch_batches[position]
+        index = 0
