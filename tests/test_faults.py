@@ -6,6 +6,7 @@ CI runs a short loop; the long one is marked `long` (deselected by default):
     .venv/bin/python -m pytest -m long tests/test_faults.py
 """
 
+import json
 import os
 import random
 import signal
@@ -22,7 +23,6 @@ import yaml
 from conftest import REPO, tcli, tiny_config_dict
 
 from transformer_cli.checkpoint import latest_step
-from transformer_cli.records import read_records
 
 EVAL_EVERY = 4  # a checkpoint every 4 steps: many moments to die at mid-write
 
@@ -48,7 +48,9 @@ def trained(corpus, tmp_path_factory) -> Callable[[int], tuple[Path, Path]]:
 
     def config_and_run(max_steps: int) -> tuple[Path, Path]:
         if max_steps not in made:
-            raw = tiny_config_dict(corpus, max_steps=max_steps, eval_every=EVAL_EVERY, keep_last=2)
+            raw = tiny_config_dict(
+                corpus, max_steps=max_steps, eval_every=EVAL_EVERY, keep_last=2, log_every=1
+            )  # a metrics record every step: the test kills at the step it chose
             raw["model"]["dropout"] = 0.1  # a resumed process must draw the same dropout masks
             directory = tmp_path_factory.mktemp("faults")
             (directory / "kill.yaml").write_text(yaml.safe_dump(raw))
@@ -61,9 +63,18 @@ def trained(corpus, tmp_path_factory) -> Callable[[int], tuple[Path, Path]]:
     return config_and_run
 
 
-def _training_seconds(run: Path) -> float:
-    """How long the run trained (validation included), from its metrics.jsonl."""
-    return max(record["elapsed_s"] for record in read_records(run / "metrics.jsonl"))
+def _last_step_recorded(run: Path) -> int:
+    """The step of the newest record in metrics.jsonl (0 if none)."""
+    try:
+        lines = (run / "metrics.jsonl").read_bytes().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return json.loads(line)["step"]
+        except ValueError:  # a line cut short: the process is writing it, or was killed
+            continue
+    return 0
 
 
 def _launch(args: list[object], die_at: str | None = None) -> subprocess.Popen:
@@ -78,34 +89,21 @@ def _launch(args: list[object], die_at: str | None = None) -> subprocess.Popen:
     )
 
 
-def _wait_until_training(process: subprocess.Popen, run: Path, log_size: int) -> None:
-    """Until the process has started its work (its first line in train.log): a kill then hits
-    training, validating or writing, not Python starting up. The first launch waits for a
-    checkpoint, so that there is something to resume from."""
-    first = log_size == 0
-    log = run / "train.log"
-    while process.poll() is None:
-        if (
-            (latest_step(run / "checkpoints") is not None)
-            if first
-            else (log.stat().st_size > log_size)
-        ):
-            return
-        time.sleep(0.02)
+def _wait_for_step(process: subprocess.Popen, run: Path, step: int) -> None:
+    """Until the process has recorded `step` (or ended)."""
+    while process.poll() is None and _last_step_recorded(run) < step:
+        time.sleep(0.005)
 
 
-def _kill_loop(config: Path, run: Path, kills: int, seed: int, seconds: float) -> list[str]:
-    """Train `run` as `config` says (`seconds` of training without a stop), killing it `kills`
-    times; return what each kill hit."""
+def _kill_loop(config: Path, run: Path, kills: int, seed: int) -> list[str]:
+    """Train `run` as `config` says, killing it `kills` times; return what each kill hit."""
     rng, checkpoints, hits = random.Random(seed), run / "checkpoints", []
     max_steps = yaml.safe_load(config.read_text())["train"]["max_steps"]
     for number in range(kills):
         if latest_step(checkpoints) == max_steps:  # killed after its last checkpoint
             break
         args = ["train", config, "--out", run] if number == 0 else ["train", "--resume", run]
-        log_size = (run / "train.log").stat().st_size if number else 0
         last = latest_step(checkpoints) or 0
-        left = seconds * (max_steps - last) / max_steps  # about what is left to train
         if number % 2:  # mid-write: die before one of the next checkpoint's files is in place
             step = min(last + EVAL_EVERY * rng.randint(1, 2), max_steps)
             names = [f"step-{step:08d}.safetensors", f"step-{step:08d}.state.pt", "latest.json"]
@@ -114,15 +112,18 @@ def _kill_loop(config: Path, run: Path, kills: int, seed: int, seconds: float) -
             name = rng.choice(names)
             process = _launch(args, die_at=name)
             hits.append(f"writing {name}")
-        else:  # a random moment: starting, training, validating or writing
+        else:  # a random moment: training, validating or writing, after a random step
+            # Past the records a killed process left (the new one drops them as it starts), and
+            # past the first checkpoint, so that there is one to resume from.
+            after = max(_last_step_recorded(run), EVAL_EVERY)
+            if after >= max_steps - 1:
+                break
+            step, delay = rng.randint(after + 1, max_steps - 1), rng.uniform(0.0, 0.05)
             process = _launch(args)
-            _wait_until_training(process, run, log_size)
-            delay = rng.uniform(0.0, 0.8 * left)
-            try:
-                process.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-            hits.append(f"{delay:.2f} s in")
+            _wait_for_step(process, run, step)
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            hits.append(f"{1000 * delay:.0f} ms after step {step}")
         _, stderr = process.communicate(timeout=300)
         if process.returncode == 0:  # it finished before the kill came
             hits[-1] += " (finished first)"
@@ -148,7 +149,7 @@ def _assert_same_weights(expected: Path, got: Path) -> None:
 def _kill_loop_ends_like_an_uninterrupted_run(trained, tmp_path, max_steps, kills, seed) -> None:
     config, uninterrupted = trained(max_steps)
     run = tmp_path / "run"
-    hits = _kill_loop(config, run, kills, seed, _training_seconds(uninterrupted))
+    hits = _kill_loop(config, run, kills, seed)
     print("kills:", "; ".join(hits))
     landed = sum("finished first" not in hit for hit in hits)
     assert landed >= max(2, kills // 2), hits  # a kill after the last step proves nothing
