@@ -118,7 +118,8 @@ def _kill_loop(config: Path, run: Path, kills: int, seed: int) -> list[str]:
             after = max(_last_step_recorded(run), EVAL_EVERY)
             if after >= max_steps - 1:
                 break
-            step, delay = rng.randint(after + 1, max_steps - 1), rng.uniform(0.0, 0.05)
+            step = min(after + rng.randint(1, 3 * EVAL_EVERY), max_steps - 1)
+            delay = rng.uniform(0.0, 0.05)
             process = _launch(args)
             _wait_for_step(process, run, step)
             time.sleep(delay)
