@@ -11,6 +11,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,6 +103,10 @@ def joined(device: str, backend: str | None = None) -> Iterator[tuple[World, tor
     except Exception as err:
         if not _lost_contact(err):
             raise
+        if threading.current_thread() is threading.main_thread():
+            # torchrun SIGTERMs the survivors of a dead process, maybe while this one tears the
+            # group down below: it is stopping already, so let it live to say why.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LostProcess(
             f"training process {world.rank} stops: another process of the run died or stopped "
