@@ -124,6 +124,8 @@ def real_corpus_run(
             # a small validation set: the run is measured up to its first steps, not validated
             head = b"".join(lines.splitlines(keepends=True)[:8])
             (tmp / f"valid.{lang}").write_bytes(head)
+        from transformer_cli.rundir import RunDir
+
         pairs = lines.count(b"\n") * repeat
         data = {
             "data.src_lang": src_lang,
@@ -145,11 +147,11 @@ def real_corpus_run(
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
         peaks = {"tokenizer": 0.0, "after": 0.0}  # while SentencePiece trains, and after it
-        first_step, run = 0.0, tmp / "run"
+        first_step, run = 0.0, RunDir(tmp / "run")
         while process.poll() is None:
-            phase = "after" if (run / "tokenizer.model").exists() else "tokenizer"
+            phase = "after" if run.joint_tokenizer.exists() else "tokenizer"
             peaks[phase] = max(peaks[phase], tree_rss_mib(process.pid))
-            if not first_step and (run / "metrics.jsonl").exists():
+            if not first_step and run.metrics.exists():
                 first_step = time.perf_counter() - start
             time.sleep(0.05)
         if process.returncode:

@@ -14,7 +14,9 @@ import yaml
 from conftest import SPLIT_SIZES, tcli
 
 from transformer_cli import load_run
+from transformer_cli.checkpoint import step_checkpoints
 from transformer_cli.records import TrainingLog, read_records
+from transformer_cli.rundir import RunDir
 
 
 def test_train_writes_a_complete_run_directory(run_dir):
@@ -33,6 +35,17 @@ def test_train_writes_a_complete_run_directory(run_dir):
     assert "valid loss" in (run_dir / "train.log").read_text()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["train"]["seed"] == 3  # the resolved config, --set included
+
+
+def test_every_file_of_a_run_is_one_that_run_dir_names(run_dir):
+    run = RunDir(run_dir)
+    top = {run.config, *run.tokenizers, run.cache, run.checkpoints.root, run.metrics, run.train_log}
+    assert set(run_dir.iterdir()) <= top
+    steps = step_checkpoints(run.checkpoints.root)
+    assert steps == [75, 150]
+    files = run.checkpoints
+    kept = {files.best, files.latest, *map(files.weights, steps), *map(files.state, steps)}
+    assert set(run.checkpoints.root.iterdir()) == kept
 
 
 def test_metrics_log_has_train_and_validation_records(run_dir):

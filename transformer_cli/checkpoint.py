@@ -1,11 +1,7 @@
 """Checkpoints on disk: weights as safetensors, the training state for resuming, all atomic.
 
-    checkpoints/
-        step-00000800.safetensors   model weights after optimizer step 800
-        step-00000800.state.pt      optimizer, RNG states, data position, counters (for --resume)
-        best.safetensors            the weights with the best validation score
-        latest.json                 {"step": 800}, written last: it names only whole checkpoints
-        average-last-5.safetensors  written by `tcli average`
+The functions here read and write a folder of checkpoints, a run's checkpoints/; its files are
+named in rundir.py (`CheckpointDir`).
 
 Loading never executes code from a file: weights are safetensors, and the training state is
 read with `torch.load(..., weights_only=True)`, which accepts only tensors and plain containers.
@@ -26,14 +22,7 @@ from safetensors import SafetensorError, safe_open
 
 from transformer_cli.errors import RunError
 from transformer_cli.files import atomic_write, atomic_write_bytes, atomic_write_text
-from transformer_cli.rundir import check_run_dir
-
-LATEST_FILE = "latest.json"
-_STEP_FILE = re.compile(r"step-(\d+)\.safetensors")
-
-
-def step_name(step: int) -> str:
-    return f"step-{step:08d}"
+from transformer_cli.rundir import CheckpointDir, RunDir, check_run_dir
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, object]) -> None:
@@ -73,27 +62,29 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
 
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, state: dict) -> None:
     """Weights and training state of `step`, then the pointer that makes them the latest."""
-    save_weights(model, directory / f"{step_name(step)}.safetensors", {"step": step})
+    files = CheckpointDir(directory)
+    save_weights(model, files.weights(step), {"step": step})
     # Serialised in memory first: torch.save reports a full disk as an obscure RuntimeError.
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(directory / f"{step_name(step)}.state.pt", buffer.getvalue())
-    atomic_write_text(directory / LATEST_FILE, json.dumps({"step": step}) + "\n")
+    atomic_write_bytes(files.state(step), buffer.getvalue())
+    atomic_write_text(files.latest, json.dumps({"step": step}) + "\n")
 
 
 def latest_step(directory: Path) -> int | None:
     """The step of the newest complete checkpoint, or None if there is none yet."""
+    latest = CheckpointDir(directory).latest
     try:
-        return int(json.loads((directory / LATEST_FILE).read_text(encoding="utf-8"))["step"])
+        return int(json.loads(latest.read_text(encoding="utf-8"))["step"])
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as err:
-        raise RunError(f"{directory / LATEST_FILE} is damaged: {err}") from None
+        raise RunError(f"{latest} is damaged: {err}") from None
 
 
 def load_training_state(directory: Path, step: int) -> dict:
     """The optimizer, RNG and data state saved with step `step` (tensors and plain data only)."""
-    path = directory / f"{step_name(step)}.state.pt"
+    path = CheckpointDir(directory).state(step)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -114,46 +105,47 @@ def load_training_state(directory: Path, step: int) -> dict:
 
 def step_checkpoints(directory: Path) -> list[int]:
     """Steps that have a weights file, oldest first."""
-    found = (_STEP_FILE.fullmatch(path.name) for path in directory.glob("step-*.safetensors"))
-    return sorted(int(match.group(1)) for match in found if match)
+    files = CheckpointDir(directory)
+    return sorted(step for step in map(files.step_of, files.all_weights()) if step is not None)
 
 
 def prune_checkpoints(directory: Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` step checkpoints (best and latest always stay)."""
-    latest = latest_step(directory)
+    files, latest = CheckpointDir(directory), latest_step(directory)
     for step in step_checkpoints(directory)[:-keep_last]:
         if step != latest:
-            for suffix in (".safetensors", ".state.pt"):
-                (directory / f"{step_name(step)}{suffix}").unlink(missing_ok=True)
+            files.weights(step).unlink(missing_ok=True)
+            files.state(step).unlink(missing_ok=True)
 
 
 def resolve_checkpoint(run_dir: Path, name: str) -> Path:
     """`best`, `last`, a step number, `step-N`, another name in checkpoints/, or a file path."""
-    directory = run_dir / "checkpoints"
+    files = RunDir(run_dir).checkpoints
     if name == "last":
-        step = latest_step(directory)
+        step = latest_step(files.root)
         if step is None:
             raise RunError(f"{run_dir} has no checkpoint yet")
-        return directory / f"{step_name(step)}.safetensors"
+        return files.weights(step)
     if name.endswith(".safetensors"):
         return Path(name)
-    path = directory / f"{step_name(int(name)) if name.isdigit() else name}.safetensors"
+    path = files.weights(int(name) if name.isdigit() else name)
     if not path.is_file():
-        there = ", ".join(checkpoint_names(directory)) or "none"
-        raise RunError(f"no checkpoint {name} in {directory}; there are: {there}")
+        there = ", ".join(checkpoint_names(files.root)) or "none"
+        raise RunError(f"no checkpoint {name} in {files.root}; there are: {there}")
     return path
 
 
 def checkpoint_names(directory: Path) -> list[str]:
     """What --checkpoint accepts in `directory`: best, last, the step numbers, then other names."""
-    names = ["best"] if (directory / "best.safetensors").is_file() else []
-    if (directory / LATEST_FILE).is_file():
+    files = CheckpointDir(directory)
+    names = ["best"] if files.best.is_file() else []
+    if files.latest.is_file():
         names.append("last")
     names += [str(step) for step in step_checkpoints(directory)]
     others = (
-        path.name.removesuffix(".safetensors")
-        for path in directory.glob("*.safetensors")
-        if path.name != "best.safetensors" and not _STEP_FILE.fullmatch(path.name)
+        files.name_of(path)
+        for path in files.all_weights()
+        if path.name != files.best.name and files.step_of(path) is None
     )
     return names + sorted(others)
 
@@ -190,15 +182,15 @@ def average_last(
     if out is not None and Path(out).exists() and not overwrite:
         raise RunError(f"--out {out} already exists; add --overwrite to replace it")
     check_run_dir(run_dir)
-    directory = run_dir / "checkpoints"
-    if not directory.is_dir():
-        raise RunError(f"{run_dir} is not a tcli run directory (no checkpoints/)")
-    steps = step_checkpoints(directory)
+    files = RunDir(run_dir).checkpoints
+    if not files.root.is_dir():
+        raise RunError(f"{run_dir} is not a tcli run directory (no {files.root.name}/)")
+    steps = step_checkpoints(files.root)
     if len(steps) < last:
         raise RunError(
             f"--last {last}: {run_dir} has {len(steps)} step checkpoint(s) "
             "(train.keep_last sets how many are kept)"
         )
-    out = Path(out) if out else directory / f"average-last-{last}.safetensors"
-    average_checkpoints([directory / f"{step_name(s)}.safetensors" for s in steps[-last:]], out)
+    out = Path(out) if out else files.averaged(last)
+    average_checkpoints([files.weights(step) for step in steps[-last:]], out)
     return out

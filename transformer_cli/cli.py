@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from transformer_cli.errors import Interrupted, TcliError
+from transformer_cli.errors import TcliError
 
 try:  # newer typer versions carry their own copy of click
     from typer._click import exceptions as click_exceptions
@@ -117,12 +117,7 @@ def train(
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint; a second Ctrl-C
     aborts at once.
     """
-    from transformer_cli.config import load_config
-    from transformer_cli.distributed import joined, launch, world_from_environment
-    from transformer_cli.rundir import CONFIG_FILE
-    from transformer_cli.train import resume as resume_training
-    from transformer_cli.train import resumed_config
-    from transformer_cli.train import train as run_training
+    from transformer_cli.train import train_command
 
     if resume is not None:
         if config is not None or out is not None or overwrite:
@@ -130,33 +125,7 @@ def train(
                             "or --overwrite (change settings with --set)")  # fmt: skip
     elif config is None:
         raise TcliError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
-    resolved = None if config is None else load_config(config, overrides or [])
-    launched = world_from_environment()
-    if resolved is None and not launched.is_main and not (resume / CONFIG_FILE).is_file():
-        backend = "auto"  # a machine with no copy of the run: rank 0 will send it the config
-    else:
-        backend = (resolved or resumed_config(resume, overrides or [])).train.dist_backend
-    if nproc and nproc > 1 and launched.size == 1:
-        given = [str(config)] if config is not None else ["--resume", str(resume)]
-        given += ["--out", str(out)] if out is not None else []
-        given += [arg for value in overrides or [] for arg in ("--set", value)]
-        given += ["--device", device, *(["--overwrite"] if overwrite else [])]
-        launch(nproc, ["train", *given])
-        return
-    # Under torchrun: one process per device, each training its share of every step's batches.
-    try:
-        with joined(device, None if backend == "auto" else backend) as (world, torch_device):
-            if not world.is_main:  # one voice: rank 0 logs and reports
-                logging.getLogger("transformer_cli").setLevel(logging.WARNING)
-            if resolved is None:
-                resume_training(resume, overrides or [], str(torch_device), world)
-            else:
-                out = out or Path("runs") / config.stem
-                run_training(resolved, out, str(torch_device), overwrite, world)
-    except Interrupted as stopped:
-        if launched.is_main:
-            raise
-        raise SystemExit(stopped.exit_code) from None  # rank 0 says it, once
+    train_command(config, out, resume, device, overrides or [], overwrite, nproc)
 
 
 @app.command(
@@ -392,10 +361,11 @@ def explain(
         return
     if text is None:
         raise TcliError("with a RUN_DIR, give the sentence to look at: --text 'a sentence'")
+    from transformer_cli.rundir import RunDir
     from transformer_cli.translator import load_run
 
     run = load_run(run_dir, device, checkpoint)
-    print(lessons.explain_run(run, text, head, out or run_dir / "explain"))
+    print(lessons.explain_run(run, text, head, out or RunDir(run_dir).explain))
 
 
 @app.command(

@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING
 
 from transformer_cli.errors import DataError, RunError, TcliError
 from transformer_cli.plots import new_figure, save_figure
-from transformer_cli.records import METRICS_FILE, read_records
-from transformer_cli.rundir import check_run_dir
+from transformer_cli.records import read_records
+from transformer_cli.rundir import RunDir, check_run_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-CURVES_FILE = "curves.png"  # the default picture of a single run, inside its directory
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,10 @@ def parse_run(spec: str) -> tuple[Path, str]:
 def read_run(run_dir: Path, label: str) -> RunCurves:
     """A run's train and valid records, sorted by step; of two records of a step, the later
     wins (a resumed run redoes the steps after its last checkpoint)."""
-    path = run_dir / METRICS_FILE
+    path = RunDir(run_dir).metrics
     check_run_dir(run_dir)
     if not path.is_file():
-        raise RunError(f"{run_dir} is not a tcli run directory (no {METRICS_FILE})")
+        raise RunError(f"{run_dir} is not a tcli run directory (no {path.name})")
     try:
         records = read_records(path)
     except OSError as err:
@@ -122,7 +120,7 @@ def plot_training_curves(
     if out is None:
         if len(runs) != 1:
             raise TcliError("several runs make one picture: give its file with --out FILE.png")
-        out = runs[0][0] / CURVES_FILE
+        out = RunDir(runs[0][0]).curves
     elif out.suffix.lower() != ".png":
         raise TcliError(f"--out {out}: the picture is a PNG; give a file name ending in .png")
     return save_figure(training_curves(runs, minutes), out)

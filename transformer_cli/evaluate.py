@@ -17,7 +17,7 @@ from transformer_cli.data.batching import Batch, TokenBatchSampler, flatten, pai
 from transformer_cli.data.corpus import PairFiles, describe, read_pairs
 from transformer_cli.errors import ConfigError, DataError, TcliError
 from transformer_cli.loss import sequence_loss
-from transformer_cli.rundir import CONFIG_FILE
+from transformer_cli.rundir import RunDir
 
 if TYPE_CHECKING:  # for the annotations only
     from transformer_cli.translator import Run, Translator
@@ -110,7 +110,7 @@ def evaluate_run(
     if files is None:
         if config.data.test is None:
             raise TcliError(
-                f"{run.run_dir / CONFIG_FILE} has no data.test: pass --src and --ref, "
+                f"{RunDir(run.run_dir).config} has no data.test: pass --src and --ref, "
                 "or add data.test to it"
             )
         files, key = config.data.test, "data.test"

@@ -21,11 +21,9 @@ from tqdm import tqdm
 
 from transformer_cli.errors import DataError, FileWriteError
 from transformer_cli.files import atomic_write_text
+from transformer_cli.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
-TRAIN_LOG_FILE = "train.log"
 
 
 class TrainingLog:
@@ -47,12 +45,13 @@ class TrainingLog:
         self.max_steps, self.start_step = max_steps, start_step
         self.started, self.elapsed_before = time.monotonic(), elapsed_before
         self.budget = max_minutes * 60 if max_minutes else math.inf  # across resumes
-        metrics = run_dir / METRICS_FILE
+        run = RunDir(run_dir)
+        metrics = run.metrics
         if writes and start_step and metrics.exists():
             _drop_records_after(metrics, start_step)  # steps redone after a crash are not doubled
         self.file = metrics.open("a", encoding="utf-8") if writes else None
         self.tensorboard = (
-            _tensorboard_writer(run_dir, start_step) if tensorboard and writes else None
+            _tensorboard_writer(run.tensorboard, start_step) if tensorboard and writes else None
         )
         self.bar = tqdm(
             total=max_steps,
@@ -216,11 +215,11 @@ def _drop_records_after(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
-def _tensorboard_writer(run_dir: Path, start_step: int) -> object | None:
+def _tensorboard_writer(folder: Path, start_step: int) -> object | None:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         log.warning("train.tensorboard: the tensorboard package is not installed; skipping it")
         return None
     # drop what a crashed run wrote after its last checkpoint: steps from start_step + 1 on
-    return SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None)
+    return SummaryWriter(folder, purge_step=start_step + 1 if start_step else None)

@@ -13,26 +13,23 @@ from transformer_cli.checkpoint import (
     load_training_state,
     load_weights,
     resolve_checkpoint,
-    step_name,
 )
-from transformer_cli.config import Config, apply_override, validate_config
+from transformer_cli.config import Config, apply_override, load_config, validate_config
 from transformer_cli.data.cache import EncodedCorpus, fingerprint
 from transformer_cli.data.corpus import count_pairs, describe, iter_pairs, read_pairs
-from transformer_cli.data.tokenizer import (
-    JOINT_FILE,
-    SOURCE_FILE,
-    TARGET_FILE,
-    Tokenizer,
-    Tokenizers,
-    copy_tokenizer,
-    train_tokenizer,
-)
+from transformer_cli.data.tokenizer import Tokenizer, Tokenizers, copy_tokenizer, train_tokenizer
 from transformer_cli.device import has_native_bf16, resolve_device
-from transformer_cli.distributed import SINGLE_PROCESS, World
-from transformer_cli.errors import ConfigError, DataError, RunError
+from transformer_cli.distributed import (
+    SINGLE_PROCESS,
+    World,
+    joined,
+    launch,
+    world_from_environment,
+)
+from transformer_cli.errors import ConfigError, DataError, Interrupted, RunError
 from transformer_cli.files import atomic_write_bytes, atomic_write_text
-from transformer_cli.records import TRAIN_LOG_FILE, log_to_file
-from transformer_cli.rundir import CONFIG_FILE, read_config
+from transformer_cli.records import log_to_file
+from transformer_cli.rundir import RunDir, read_config
 from transformer_cli.trainer import Trainer, TrainingData, TrainResult
 from transformer_cli.translator import build_model
 
@@ -53,6 +50,48 @@ FROZEN_ON_RESUME = {
 }
 
 NO_VALIDATION = ([], [])  # for the processes other than rank 0, which validates alone
+
+
+def train_command(
+    config_file: Path | None,
+    out: Path | None = None,
+    resume_dir: Path | None = None,
+    device: str = "auto",
+    overrides: list[str] = (),
+    overwrite: bool = False,
+    processes: int | None = None,
+) -> None:
+    """`tcli train`'s work: train `config_file` into `out` (default runs/CONFIG_NAME), or resume
+    the run in `resume_dir`; in `processes` processes on this machine (tcli run again in each,
+    through torchrun's API), or, when torchrun started this process, as its share of the run."""
+    overrides = list(overrides)
+    config = None if config_file is None else load_config(config_file, overrides)
+    launched = world_from_environment()
+    if config is None and not launched.is_main and not RunDir(resume_dir).config.is_file():
+        backend = "auto"  # a machine with no copy of the run: rank 0 will send it the config
+    else:
+        backend = (config or resumed_config(resume_dir, overrides)).train.dist_backend
+    if processes and processes > 1 and launched.size == 1:
+        given = [str(config_file)] if config_file is not None else ["--resume", str(resume_dir)]
+        given += ["--out", str(out)] if out is not None else []
+        given += [arg for value in overrides for arg in ("--set", value)]
+        given += ["--device", device, *(["--overwrite"] if overwrite else [])]
+        launch(processes, ["train", *given])
+        return
+    # Under torchrun: one process per device, each training its share of every step's batches.
+    try:
+        with joined(device, None if backend == "auto" else backend) as (world, torch_device):
+            if not world.is_main:  # one voice: rank 0 logs and reports
+                logging.getLogger("transformer_cli").setLevel(logging.WARNING)
+            if config is None:
+                resume(resume_dir, overrides, str(torch_device), world)
+            else:
+                out = out or Path("runs") / config_file.stem
+                train(config, out, str(torch_device), overwrite, world)
+    except Interrupted as stopped:
+        if launched.is_main:
+            raise
+        raise SystemExit(stopped.exit_code) from None  # rank 0 says it, once
 
 
 def train(
@@ -81,11 +120,11 @@ def train(
     valid = _read_valid(config)
     if not pairs:
         raise DataError(f"data.train: {describe(config.data.train)} is empty")
-    existed = run_dir.exists()
+    existed, run = run_dir.exists(), RunDir(run_dir)
     replaced = _prepare_run_dir(run_dir, overwrite)
     try:  # a run that cannot even start leaves nothing behind, and the run it replaces intact
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
-        with log_to_file(run_dir / TRAIN_LOG_FILE):
+        atomic_write_text(run.config, config.to_yaml())
+        with log_to_file(run.train_log):
             tokenizers = _make_tokenizers(config, run_dir, pairs)
             corpus = _encoded_corpus(config, tokenizers, run_dir, pairs)
             _share_run_dir(run_dir, world, config)
@@ -100,7 +139,7 @@ def train(
         raise
     if replaced is not None:
         shutil.rmtree(replaced)
-    with log_to_file(run_dir / TRAIN_LOG_FILE):
+    with log_to_file(run.train_log):
         return trainer.fit()
 
 
@@ -125,7 +164,8 @@ def resume(
         return Trainer(config, run_dir, model, data, torch_device, state, world).fit()
     config = resumed_config(run_dir, overrides)
     _check_precision(config, torch_device)
-    directory = run_dir / "checkpoints"
+    run = RunDir(run_dir)
+    directory = run.checkpoints.root
     step = latest_step(directory)
     if step is None:
         raise RunError(
@@ -135,14 +175,14 @@ def resume(
     missing = Trainer.STATE_KEYS - (set(state) if isinstance(state, dict) else set())
     if missing:
         raise RunError(
-            f"{directory}/{step_name(step)}.state.pt is not a tcli training state (it lacks "
+            f"{run.checkpoints.state(step)} is not a tcli training state (it lacks "
             f"{', '.join(sorted(missing))}); resume from another checkpoint or train again"
         )
     for stale in directory.glob(".*.tmp"):  # what a process killed mid-write left behind
         stale.unlink()
     _check_limits_left(config, state, run_dir)
     valid = _read_valid(config)
-    with log_to_file(run_dir / TRAIN_LOG_FILE):
+    with log_to_file(run.train_log):
         log.info("resuming %s from step %d", run_dir, step)
         _share_run_dir(run_dir, world, config, state)
         tokenizers = Tokenizers.load(run_dir)
@@ -150,7 +190,7 @@ def resume(
         load_weights(model, resolve_checkpoint(run_dir, str(step)))
         data = _training_data(config, run_dir, valid)
         trainer = Trainer(config, run_dir, model, data, torch_device, state, world)
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())  # the overrides, now they work
+        atomic_write_text(run.config, config.to_yaml())  # the overrides, now they work
         return trainer.fit()
 
 
@@ -175,8 +215,9 @@ def _share_run_dir(
     """
     if world.size == 1:
         return config, state
-    names = (CONFIG_FILE, JOINT_FILE, SOURCE_FILE, TARGET_FILE)
-    files = {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).exists()}
+    run = RunDir(run_dir)
+    paths = (run.config, *run.tokenizers)
+    files = {path.name: path.read_bytes() for path in paths if path.exists()}
     config, state, files = world.from_main((config, state, files) if world.is_main else None)
     if not world.is_main and world.local_rank == 0:
         _write_missing(run_dir, files)
@@ -232,21 +273,21 @@ def _train_files(config: Config) -> list[str]:
 
 def _make_tokenizers(config: Config, run_dir: Path, pairs: int) -> Tokenizers:
     """Train SentencePiece on the training data, or copy the models the config names."""
-    tok = config.tokenizer
+    tok, run = config.tokenizer, RunDir(run_dir)
     if tok.joint:
         if tok.model:
-            joint = copy_tokenizer(tok.model, run_dir / JOINT_FILE, "tokenizer.model")
+            joint = copy_tokenizer(tok.model, run.joint_tokenizer, "tokenizer.model")
         else:
-            joint = _train_one(config, run_dir / JOINT_FILE, (0, 1), "joint", pairs)
+            joint = _train_one(config, run.joint_tokenizer, (0, 1), "joint", pairs)
         return Tokenizers(joint, joint)
     if tok.src_model:
         return Tokenizers(
-            copy_tokenizer(tok.src_model, run_dir / SOURCE_FILE, "tokenizer.src_model"),
-            copy_tokenizer(tok.tgt_model, run_dir / TARGET_FILE, "tokenizer.tgt_model"),
+            copy_tokenizer(tok.src_model, run.source_tokenizer, "tokenizer.src_model"),
+            copy_tokenizer(tok.tgt_model, run.target_tokenizer, "tokenizer.tgt_model"),
         )
     return Tokenizers(
-        _train_one(config, run_dir / SOURCE_FILE, (0,), config.data.src_lang, pairs),
-        _train_one(config, run_dir / TARGET_FILE, (1,), config.data.tgt_lang, pairs),
+        _train_one(config, run.source_tokenizer, (0,), config.data.src_lang, pairs),
+        _train_one(config, run.target_tokenizer, (1,), config.data.tgt_lang, pairs),
     )
 
 
@@ -279,7 +320,7 @@ def _encoded_corpus(
     expected = fingerprint(
         _train_files(config), models, max_len=data.max_len, max_ratio=data.max_ratio
     )
-    cache = run_dir / "cache"
+    cache = RunDir(run_dir).cache
     corpus = EncodedCorpus.open(cache, expected)
     if corpus is None:
         log.info("encoding the training data (%s) into %s", describe(data.train), cache)
@@ -308,16 +349,16 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> Path | None:
     started or to move back if it cannot."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file, not a directory")
-    replaced = None
+    run, replaced = RunDir(run_dir), None
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise RunError(
                 f"{run_dir} already exists; pass --overwrite to replace it, --resume to continue "
                 "it, or --out to choose another directory"
             )
-        if not (run_dir / CONFIG_FILE).is_file():
+        if not run.config.is_file():
             raise RunError(f"{run_dir} is not a tcli run directory; refusing to delete it")
-        replaced = run_dir.with_name(f".{run_dir.name}.replaced")
+        replaced = run.replaced
         shutil.rmtree(replaced, ignore_errors=True)  # left by a replacement that crashed
         run_dir.rename(replaced)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +370,7 @@ def resumed_config(run_dir: Path, overrides: list[str]) -> Config:
     saved = read_config(run_dir)
     raw = saved.model_dump(mode="json")
     keys = [apply_override(raw, item) for item in overrides]
-    config = validate_config(raw, str(run_dir / CONFIG_FILE), keys)
+    config = validate_config(raw, str(RunDir(run_dir).config), keys)
     before, after = saved.model_dump(mode="json"), config.model_dump(mode="json")
     for key in keys:
         frozen = next((f for f in FROZEN_ON_RESUME if key == f or key.startswith(f + ".")), None)

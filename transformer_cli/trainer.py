@@ -41,6 +41,7 @@ from transformer_cli.evaluate import Validator, bleu_tokenizer
 from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
+from transformer_cli.rundir import RunDir
 from transformer_cli.schedule import learning_rate
 from transformer_cli.signals import Aborted, StopSignals
 from transformer_cli.translator import Translator
@@ -104,7 +105,7 @@ class Trainer:
     ) -> None:
         self.config, self.run_dir, self.world = config, run_dir, world
         self.model, self.data, self.device = model, data, device
-        self.checkpoints = run_dir / "checkpoints"
+        self.checkpoints = RunDir(run_dir).checkpoints
         # fused: one kernel for all parameters instead of a loop of small ones per parameter.
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=config.train.lr, betas=config.train.adam_betas, eps=1e-9,
@@ -201,7 +202,7 @@ class Trainer:
                     if reason:
                         break
         except FileWriteError as err:  # a full disk, say: what is on disk is still whole
-            last = latest_step(self.checkpoints)
+            last = latest_step(self.checkpoints.root)
             kept = f"the last checkpoint (step {last}) is intact" if last else "no checkpoint yet"
             raise FileWriteError(
                 f"{err} (at step {self.step}); {kept}. Make room, then resume with: "
@@ -293,7 +294,7 @@ class Trainer:
             if self.precision == "fp16"
             else "a learning rate too high"
         )
-        last = latest_step(self.checkpoints)
+        last = latest_step(self.checkpoints.root)
         then = (
             f"lower train.lr and resume from the last checkpoint (step {last}): "
             f"{self._resume_command()} --set train.lr=..."
@@ -312,7 +313,7 @@ class Trainer:
             return
         raise Diverged(
             f"the weights are not finite after step {self.step}; not saving them. The last "
-            f"checkpoint (step {latest_step(self.checkpoints)}) is intact; lower train.lr and "
+            f"checkpoint (step {latest_step(self.checkpoints.root)}) is intact; lower train.lr and "
             f"resume from it: {self._resume_command()} --set train.lr=..."
         )
 
@@ -368,7 +369,7 @@ class Trainer:
         saves_best = better and (scheduled or self.best_value is None)
         if saves_best:
             metadata = {"step": self.step, **{f"valid_{k}": v for k, v in result.items()}}
-            save_weights(self.model, self.checkpoints / "best.safetensors", metadata)
+            save_weights(self.model, self.checkpoints.best, metadata)
             self.best_saved = (value, self.step)
         records.validation(self.step, self.epoch, result, saves_best)
         patience = cfg.early_stopping_patience
@@ -383,8 +384,8 @@ class Trainer:
 
     def _save_checkpoint(self, elapsed: float) -> None:
         self.elapsed_before = elapsed
-        save_checkpoint(self.checkpoints, self.step, self.model, self.state_dict())
-        prune_checkpoints(self.checkpoints, self.config.train.keep_last)
+        save_checkpoint(self.checkpoints.root, self.step, self.model, self.state_dict())
+        prune_checkpoints(self.checkpoints.root, self.config.train.keep_last)
 
     def state_dict(self) -> dict:
         """Everything but the weights that the next step depends on (tensors and plain data)."""

@@ -21,14 +21,12 @@ from tqdm import tqdm
 
 from transformer_cli.errors import ConfigError, RunError
 from transformer_cli.files import atomic_write, atomic_write_bytes
+from transformer_cli.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 _SPECIALS = 4
-
-JOINT_FILE = "tokenizer.model"
-SOURCE_FILE, TARGET_FILE = "tokenizer.src.model", "tokenizer.tgt.model"
 
 
 class Tokenizer:
@@ -97,10 +95,11 @@ class Tokenizers:
     @classmethod
     def load(cls, run_dir: Path) -> "Tokenizers":
         """The tokenizers saved in a run directory."""
-        if (run_dir / JOINT_FILE).exists():
-            joint = Tokenizer(run_dir / JOINT_FILE)
+        run = RunDir(run_dir)
+        if run.joint_tokenizer.exists():
+            joint = Tokenizer(run.joint_tokenizer)
             return cls(joint, joint)
-        return cls(Tokenizer(run_dir / SOURCE_FILE), Tokenizer(run_dir / TARGET_FILE))
+        return cls(Tokenizer(run.source_tokenizer), Tokenizer(run.target_tokenizer))
 
 
 def train_tokenizer(
