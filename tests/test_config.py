@@ -51,6 +51,17 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path, toy_dict):
     assert "\n" not in message
 
 
+def test_a_long_key_or_value_is_quoted_clipped(tmp_path, toy_dict):
+    toy_dict["train"]["lr"] = "x" * 1000
+    toy_dict["train"]["y" * 1000] = 1
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, toy_dict))
+    message = str(err.value)
+    assert f"train.{'y' * 70}" in message and "unknown key" in message
+    assert "train.lr: Input should be a valid number" in message and f"'{'x' * 70}" in message
+    assert len(message) < 800
+
+
 def test_wrong_type_names_key_and_value(tmp_path, toy_dict):
     toy_dict["train"]["batch_tokens"] = "lots"
     with pytest.raises(ConfigError, match=r"train\.batch_tokens: .*'lots'"):

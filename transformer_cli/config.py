@@ -383,7 +383,7 @@ def validate_config(
                 o == key or o.startswith(key + ".") or key.startswith(o + ".") for o in overridden
             )
             in_file |= not by_set
-            problems.append(_printable(f"{'--set ' if by_set else ''}{key}: {message}"))
+            problems.append(_printable(f"{'--set ' if by_set else ''}{_clipped(key)}: {message}"))
         raise ConfigError(f"{source}: " * in_file + "; ".join(problems)) from None
 
 
@@ -402,7 +402,12 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         # Our cross-field checks start their message with the offending key, "d_model: ...".
         field, _, text = message.removeprefix("Value error, ").partition(": ")
         return ".".join([*loc, field]), text
-    return ".".join(loc), f"{message} (got {error['input']!r})"
+    return ".".join(loc), f"{message} (got {_clipped(repr(error['input']))})"
+
+
+def _clipped(text: str, limit: int = 80) -> str:
+    """A key or value the user wrote, as a message quotes it: its first `limit` characters."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _printable(text: str) -> str:
