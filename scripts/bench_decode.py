@@ -3,7 +3,8 @@ run, optionally against the same model exported to CTranslate2 (the dedicated C+
 
     .venv/bin/python scripts/bench_decode.py --run runs/toy [--ctranslate2] [--out table.md]
 
-Sentences come from the run's test set, sorted by length into batches as `tcli translate` does.
+Sentences come from the run's test set (its validation set if it has none), sorted by length
+into batches as `tcli translate` does.
 Batch 64 reports sentences per second over all the sentences; batch 1 reports milliseconds per
 sentence over 100 sentences spread over all lengths. Every system gets the same batches of the
 same token ids, and the same output limit. tcli and CTranslate2 each run in their own process,
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from transformer_cli import load_run
+from transformer_cli.config import Config, ParallelFiles
 from transformer_cli.data.batching import source_tensor
 from transformer_cli.data.corpus import read_pairs
 from transformer_cli.decode import (
@@ -111,10 +113,15 @@ def ctranslate2_systems(
     return systems
 
 
+def _source_split(config: Config) -> tuple[str, ParallelFiles]:
+    """The split the sentences come from: the test set, or the validation set of a run without."""
+    return ("test", config.data.test) if config.data.test else ("valid", config.data.valid)
+
+
 def one_round(args: argparse.Namespace) -> dict[str, dict]:
     """Time one family of systems (tcli's, or CTranslate2's) for one round, in this process."""
     run = load_run(args.run, args.device)
-    sources = read_pairs(run.config.data.test)[0][: args.sentences]
+    sources = read_pairs(_source_split(run.config)[1])[0][: args.sentences]
     ids = sorted((s for s in run.tokenizers.source.encode(sources) if s), key=len)
     single = ids[:: max(len(ids) // args.single, 1)][: args.single]  # spread over all lengths
     if args.family == "tcli":
@@ -192,7 +199,8 @@ def main() -> None:
         f"{args.run}: {run.model.num_parameters() / 1e6:.2f}M parameters "
         f"({run.config.model.n_encoder_layers}+{run.config.model.n_decoder_layers} layers, "
         f"d_model {run.config.model.d_model}, vocabulary {run.tokenizers.target.vocab_size}), "
-        f"{sentences} test sentences, {run.device}, {threads} threads, torch {torch.__version__}, "
+        f"{sentences} {_source_split(run.config)[0]} sentences, {run.device}, {threads} threads, "
+        f"torch {torch.__version__}, "
         f"median of {args.rounds} rounds (each system family in its own process)",
         f"CPU: {cpu_description()}",
         "",
