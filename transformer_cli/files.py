@@ -7,6 +7,8 @@ from pathlib import Path
 
 from transformer_cli.errors import FileWriteError
 
+_TMP = ".tmp"  # atomic_write's temporary files: .NAME.RANDOM.tmp beside the file NAME
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place.
@@ -17,9 +19,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent)
     except OSError as err:
-        raise FileWriteError(f"cannot write {path}: {err.strerror or err}") from None
+        raise cannot_write(path, err) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -29,7 +31,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             os.fsync(file.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)  # atomic on POSIX and Windows
     except OSError as err:  # a full disk, a read-only directory: the old file stays whole
-        raise FileWriteError(f"cannot write {path}: {err.strerror or err}") from None
+        raise cannot_write(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -40,3 +42,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def cannot_write(path: str | Path, err: OSError) -> FileWriteError:
+    """The one-line error for a write to `path` that failed with `err`."""
+    return FileWriteError(f"cannot write {path}: {err.strerror or err}")
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Delete the temporary files that atomic writes in `directory` left behind when their
+    process was killed before renaming them into place."""
+    for stale in directory.glob(f".*{_TMP}"):
+        stale.unlink()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from transformer_cli.errors import DataError, FileWriteError
-from transformer_cli.files import atomic_write_text
+from transformer_cli.errors import DataError
+from transformer_cli.files import atomic_write_text, cannot_write
 from transformer_cli.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class TrainingLog:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
         except OSError as err:
-            raise FileWriteError(f"cannot write {self.file.name}: {err.strerror or err}") from None
+            raise cannot_write(self.file.name, err) from None
         if self.tensorboard:
             for key, value in record.items():
                 if key not in ("kind", "step", "epoch") and isinstance(value, int | float):

@@ -27,7 +27,7 @@ from transformer_cli.distributed import (
     world_from_environment,
 )
 from transformer_cli.errors import ConfigError, DataError, Interrupted, RunError
-from transformer_cli.files import atomic_write_bytes, atomic_write_text
+from transformer_cli.files import atomic_write_bytes, atomic_write_text, remove_temporaries
 from transformer_cli.records import log_to_file
 from transformer_cli.rundir import RunDir, read_config
 from transformer_cli.trainer import Trainer, TrainingData, TrainResult
@@ -178,8 +178,7 @@ def resume(
             f"{run.checkpoints.state(step)} is not a tcli training state (it lacks "
             f"{', '.join(sorted(missing))}); resume from another checkpoint or train again"
         )
-    for stale in directory.glob(".*.tmp"):  # what a process killed mid-write left behind
-        stale.unlink()
+    remove_temporaries(directory)  # what a process killed mid-write left behind
     _check_limits_left(config, state, run_dir)
     valid = _read_valid(config)
     with log_to_file(run.train_log):

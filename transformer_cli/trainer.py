@@ -294,17 +294,11 @@ class Trainer:
             if self.precision == "fp16"
             else "a learning rate too high"
         )
-        last = latest_step(self.checkpoints.root)
-        then = (
-            f"lower train.lr and resume from the last checkpoint (step {last}): "
-            f"{self._resume_command()} --set train.lr=..."
-            if last is not None
-            else "no checkpoint was saved; train again with a lower train.lr and --overwrite"
-        )
         raise Diverged(
             f"training diverged: steps {self.step - self.bad_steps + 1} to {self.step} all had a "
             f"non-finite loss or gradient (train.max_bad_steps={cfg.max_bad_steps}); the likely "
-            f"cause is {cause} (train.lr={cfg.lr:g}, {lr:.3g} at step {self.step}); {then}"
+            f"cause is {cause} (train.lr={cfg.lr:g}, {lr:.3g} at step {self.step}); "
+            f"{self._lower_lr_advice()}"
         )
 
     def _check_finite_weights(self) -> None:
@@ -312,9 +306,19 @@ class Trainer:
         if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             return
         raise Diverged(
-            f"the weights are not finite after step {self.step}; not saving them. The last "
-            f"checkpoint (step {latest_step(self.checkpoints.root)}) is intact; lower train.lr and "
-            f"resume from it: {self._resume_command()} --set train.lr=..."
+            f"the weights are not finite after step {self.step}; not saving them; "
+            f"{self._lower_lr_advice()}"
+        )
+
+    def _lower_lr_advice(self) -> str:
+        """What to do after a divergence: resume from the last checkpoint, which is intact, with
+        a lower learning rate, or start again if there is none."""
+        last = latest_step(self.checkpoints.root)
+        if last is None:
+            return "no checkpoint was saved; train again with a lower train.lr and --overwrite"
+        return (
+            f"lower train.lr and resume from the last checkpoint (step {last}), which is intact: "
+            f"{self._resume_command()} --set train.lr=..."
         )
 
     def _progress(self, records: TrainingLog) -> float:
