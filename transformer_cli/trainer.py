@@ -154,6 +154,7 @@ class Trainer:
         self.best_saved: tuple[float | None, int] = (None, 0)  # what best.safetensors holds
         self.bad_steps = 0  # steps in a row skipped for a non-finite loss or gradient
         self.elapsed_before, self.validation_seconds, self.step_seconds = 0.0, 0.0, 0.0
+        self.progress = 0.0  # of the budget, as _progress last estimated it
         if state is not None:
             self._load_state(state)
         source, target = data.tokenizers.source.vocab_size, data.tokenizers.target.vocab_size
@@ -324,13 +325,17 @@ class Trainer:
     def _progress(self, records: TrainingLog) -> float:
         """The share of the training budget that will be spent when the coming step ends: of
         train.max_steps, or of train.max_minutes less the time kept for the final validation
-        (see _stop_reason), whichever is further along. Drives lr_schedule: budget."""
+        (see _stop_reason), whichever is further along. Drives lr_schedule: budget.
+
+        It never goes back: the time estimate does, when a fast step follows a slow one or a
+        validation gets quicker, and the budget schedule's rate would rise with it."""
         progress = self.step / self.config.train.max_steps if self.config.train.max_steps else 0.0
         if self.config.train.max_minutes:
             usable = self.config.train.max_minutes * 60 - self.validation_seconds
             spent = records.elapsed() + self.step_seconds  # this step as long as the last one
             progress = max(progress, spent / max(usable, 1e-9))
-        return progress
+        self.progress = max(self.progress, progress)
+        return self.progress
 
     def _stop_reason(self, records: TrainingLog, signals: StopSignals) -> StopReason | None:
         if self.step == self.config.train.max_steps:  # done anyway: a signal needs no resume
