@@ -22,16 +22,13 @@ from transformer_cli.checkpoint import (
     step_checkpoints,
 )
 from transformer_cli.config import ParallelFiles
-from transformer_cli.data.batching import Batch
 from transformer_cli.data.cache import EncodedCorpus
 from transformer_cli.device import resolve_precision
 from transformer_cli.errors import ConfigError, Diverged, FileWriteError, RunError
 from transformer_cli.evaluate import Validator
 from transformer_cli.loss import TeacherForcedLoss
-from transformer_cli.model import ModelConfig, Transformer
 from transformer_cli.records import TrainingLog, read_records
 from transformer_cli.train import resume, train
-from transformer_cli.trainer import accumulate_gradients
 
 
 def _train_losses(run_dir: Path) -> dict[int, float]:
@@ -134,41 +131,6 @@ def test_a_really_full_disk_keeps_the_last_checkpoint_whole(short_run, tmp_path)
                 assert (run / "checkpoints" / name).read_bytes() == content, name
     finally:
         subprocess.run(["umount", str(disk)], check=True)
-
-
-def test_accumulating_micro_batches_equals_one_big_batch():
-    torch.manual_seed(0)
-    config = ModelConfig(
-        d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.0
-    )
-    model = Transformer(config, 30, 30)
-    gen = torch.Generator().manual_seed(1)
-    pairs = [
-        (
-            torch.randint(4, 30, (n,), generator=gen).tolist(),
-            torch.randint(4, 30, (m,), generator=gen).tolist(),
-        )
-        for n, m in [(3, 7), (9, 2), (5, 5), (12, 10), (1, 4)]
-    ]
-    whole = [Batch.from_ids([s for s, _ in pairs], [t for _, t in pairs])]
-    parts = [
-        Batch.from_ids([s for s, _ in chunk], [t for _, t in chunk])
-        for chunk in (pairs[:2], pairs[2:])
-    ]
-
-    def gradients(batches):
-        model.zero_grad()
-        loss, tokens = accumulate_gradients(
-            TeacherForcedLoss(model, 0.1), batches, torch.device("cpu")
-        )
-        return loss, tokens, [p.grad.clone() for p in model.parameters()]
-
-    loss_whole, tokens_whole, grads_whole = gradients(whole)
-    loss_parts, tokens_parts, grads_parts = gradients(parts)
-    assert tokens_whole == tokens_parts == sum(len(t) + 1 for _, t in pairs)
-    assert loss_parts == pytest.approx(loss_whole, abs=1e-6)
-    for a, b in zip(grads_whole, grads_parts, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_keep_last_keeps_the_newest_step_checkpoints_and_best(corpus, tmp_path):

@@ -1,10 +1,10 @@
-"""The optimisation loop: teacher forcing, accumulation, autocast, validation, checkpoints.
+"""The optimisation loop: steps (each one's gradient from gradients.py), autocast, skipped
+non-finite steps, validation, early stopping, checkpoints.
 
 `Trainer` holds everything a checkpoint must save to continue exactly where it stopped; the
 entry points that build one (a new run, or a resumed one) are in train.py.
 """
 
-import contextlib
 import logging
 import math
 import signal
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -27,7 +26,6 @@ from transformer_cli.checkpoint import (
 )
 from transformer_cli.config import Config
 from transformer_cli.data.batching import (
-    Batch,
     TokenBatchSampler,
     endless_batches,
     padding_fraction,
@@ -38,6 +36,7 @@ from transformer_cli.device import resolve_precision
 from transformer_cli.distributed import SINGLE_PROCESS, World
 from transformer_cli.errors import Diverged, FileWriteError, Interrupted
 from transformer_cli.evaluate import Validator, bleu_tokenizer
+from transformer_cli.gradients import accumulate_gradients, dropout_seed
 from transformer_cli.loss import TeacherForcedLoss
 from transformer_cli.model import Transformer
 from transformer_cli.records import TrainingLog
@@ -448,50 +447,3 @@ class Trainer:
         self.bad_steps = state.get("bad_steps", 0)
         self.elapsed_before = state["elapsed_s"]
         self.validation_seconds = state["validation_seconds"]
-
-
-def accumulate_gradients(
-    loss: nn.Module,
-    batches: list[Batch],
-    device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    world: World = SINGLE_PROCESS,
-    dropout_seeds: list[int] | None = None,
-) -> tuple[float, int]:
-    """Add the gradient of the per-token loss over all `batches`, on all processes, to the
-    parameters' .grad. `loss` is a TeacherForcedLoss, or one wrapped in DistributedDataParallel.
-
-    Each batch's summed loss is divided by the target tokens of all batches of all processes, so
-    k micro-batches on n processes give exactly the gradient of one batch holding them all.
-    Each batch's dropout masks are drawn after seeding with its entry of `dropout_seeds`.
-    Returns (loss per token, tokens), both over all processes.
-    """
-    tokens = int(world.sum(sum(batch.n_tgt_tokens for batch in batches)))
-    total = 0.0
-    for number, batch in enumerate(batches, start=1):
-        batch = batch.to(device)
-        # DDP averages the processes' gradients; a sum is wanted, hence world.size / tokens.
-        # It synchronises them once, after the last micro-batch.
-        last = number == len(batches)
-        sync = contextlib.nullcontext() if last or world.size == 1 else loss.no_sync()
-        if dropout_seeds is not None:
-            torch.manual_seed(dropout_seeds[number - 1])
-        with (
-            sync,
-            torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
-        ):
-            value = loss(batch, autocast_dtype) / tokens
-            (scaler.scale(value * world.size) if scaler else value * world.size).backward()
-        total += value.item()
-    return world.sum(total), tokens
-
-
-def dropout_seed(seed: int, epoch: int, position: int) -> int:
-    """The seed of the dropout masks of the batch at `position` in `epoch`'s list of batches.
-
-    Masks that follow the batch, not the process or the history: every process draws its own,
-    one process taking k micro-batches draws the masks that k processes would, and a resumed run
-    draws those of a run that never stopped, with no random-number state to save.
-    """
-    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0])
